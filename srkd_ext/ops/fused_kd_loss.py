@@ -374,6 +374,9 @@ def _fake_outputs(student: torch.Tensor, n_teachers: int, reduction: str):
 
 def _setup_context(ctx, inputs, output) -> None:
     ctx.save_for_backward(output[1])
+    # Only the loss output carries a gradient; materialising zeros for the others would fill a
+    # [B, N] tensor for `grad` on every backward.
+    ctx.set_materialize_grads(False)
     ctx.n_teacher_inputs = len(inputs[1]) if isinstance(inputs[1], (list, tuple)) else None
     ctx.per_row = inputs[-1] == "none"
 
