@@ -395,6 +395,8 @@ def _backward(ctx, grad_loss, grad_grad, grad_ce, grad_kd, grad_active):
     forward's gradient is returned as it is: once autograd frees this node's saved tensors,
     AccumulateGrad adopts it as `.grad` without a copy, so the backward costs no pass over B x N.
     """
+    if grad_loss is None:  # only the logging outputs were differentiated: they carry no gradient
+        return None
     (grad,) = ctx.saved_tensors
     upstream = grad_loss.to(grad.dtype)
     as_is = not ctx.per_row and _is_eager_cpu_one(upstream)
