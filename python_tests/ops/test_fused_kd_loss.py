@@ -203,3 +203,14 @@ def test_property_matches_reference(B, N, T, seed, top_k, gate, weights, alpha, 
     w = [0.5 + t for t in range(T)] if weights == "given" else weights
     check_against_reference(s, teachers_in_form(z, form, cache_k), y, seed=seed, temperature=tau, top_k=top_k,
                             gate_rank=gate, teacher_weights=w, alpha=alpha)
+
+
+def test_adversarial_rows_sorted_constant_and_signed_zeros():
+    # Ascending rows defeat the group-maxima bound (every item becomes a candidate); a constant
+    # row and a row of +0/-0 are all ties, broken by index.
+    s, z, y = random_inputs(4, 3000, 2, seed=13)
+    z = torch.sort(z, dim=-1).values
+    z[1, 0] = 0.0
+    z[1, 1, ::2] = -0.0
+    for k in (5, 50, 180):
+        check_against_reference(s, z, y, temperature=2.0, top_k=k, gate_rank=100)
