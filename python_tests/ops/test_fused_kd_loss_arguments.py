@@ -120,3 +120,9 @@ def test_stats_shapes():
     assert stats.kd.shape == () and stats.ce.shape == ()
     assert not stats.kd.requires_grad
     assert srkd_ext.ops.fused_kd_loss.KDLossStats is type(stats)
+
+
+def test_too_many_teachers_is_an_error():
+    s, z, y = inputs(T=33)
+    with pytest.raises(ValueError, match="teacher_logits"):
+        fused_kd_loss(s, z, y)

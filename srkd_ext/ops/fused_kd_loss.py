@@ -23,6 +23,7 @@ __all__ = ["fused_kd_loss", "TeacherTopK", "KDLossStats"]
 
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 _REDUCTIONS = ("mean", "sum", "none")
+_MAX_TEACHERS = 32  # kMaxTeachers in csrc/common/fused_kd_loss_params.h
 
 
 def fused_kd_loss(
@@ -96,6 +97,15 @@ def fused_kd_loss(
         - -inf logits mark masked items: a masked teacher item gets probability 0; a masked
           student item that a teacher gives mass makes the loss +inf.
         - Double backward is not supported: differentiating the gradient raises a RuntimeError.
+
+    Kernels:
+        CPU and CUDA kernels compute the loss and its gradient in one forward pass; backward
+        only scales that gradient (for `loss.backward()` of a "mean"/"sum" loss on the CPU it is
+        handed to `.grad` as it is, no pass over B x N). T <= 32. On CUDA, the checks that need
+        the data (targets and cached indices in range, cached indices distinct) are read back
+        after the kernel: one device synchronisation per call; a cache needs T * top_k <= 4096
+        (2048 for float64) selected entries there. Without compiled kernels for the device, the
+        plain-PyTorch reference (srkd_ext.ops.fused_kd_loss_reference) runs, with one warning.
 
     Raises:
         TypeError/ValueError naming the argument for bad shapes, dtypes, devices or options,
@@ -247,6 +257,9 @@ def _validate(student, teacher_logits, target, temperature, top_k, gate_rank, te
         T = len(teachers)
         k_limit = N
 
+    if T > _MAX_TEACHERS:
+        raise ValueError(f"fused_kd_loss: teacher_logits has T = {T} teachers; the kernels support at most "
+                         f"{_MAX_TEACHERS}")
     if not _is_real(temperature) or not math.isfinite(temperature) or temperature <= 0:
         raise ValueError(f"fused_kd_loss: temperature must be a finite number > 0, got {temperature!r}")
     if top_k is None:
