@@ -173,7 +173,11 @@ __device__ RadixSelection<scalar_t, acc_t> radix_select(const scalar_t* row, int
     const key_t prefix = s_prefix;
     for_each_in_row<scalar_t, acc_t>(row, n, [&](int64_t, acc_t v) {
       const key_t key = order_key(v);
-      if ((key & mask) == prefix) atomicAdd(&hist[(key >> shift) & 0xff], 1u);
+      // Early passes put most of a row in a handful of bins (sign and exponent bits): lanes of
+      // a warp with the same digit add once, through their lowest lane.
+      const unsigned digit = (key & mask) == prefix ? static_cast<unsigned>((key >> shift) & 0xff) : 256u;
+      const unsigned peers = __match_any_sync(__activemask(), digit);
+      if (digit < 256u && (threadIdx.x & 31) == __ffs(peers) - 1) atomicAdd(&hist[digit], __popc(peers));
     });
     __syncthreads();
     if (threadIdx.x == 0) {  // walk the digits from the largest down to the k-th item's digit
