@@ -1,10 +1,11 @@
 // CPU kernels of the fused KD loss (DESIGN.md "Op 1"; schemas in csrc/fused_kd_loss.cpp).
 //
 // One task per row (at::parallel_for over rows). For a row:
-//   1. each teacher row is read once: top-k selection, max, NaN check and the count of logits
-//      above the target's (for the gate) in one vectorised pass (fused_kd_loss_select_cpu.cpp);
-//      the teacher side never exponentiates all N items unless top_k = N or confidence weights
-//      are asked for;
+//   1. each teacher row is read once from memory: top-k selection by a vectorised lower bound
+//      (group maxima) and a compare-and-skip gather of the few items that reach it, with the
+//      max, NaN check and count of logits above the target's (for the gate) in the same passes
+//      (fused_kd_loss_select_cpu.cpp); the teacher side never exponentiates all N items unless
+//      top_k = N or confidence weights are asked for;
 //   2. the selected items of the active teachers are mixed into q (a sorted sparse list);
 //   3. the student row is read once from memory: per block of kStudentBlock logits (L1-sized),
 //      the block max, then exp((s - m_blk) / tau) stored into the gradient row and summed, with
