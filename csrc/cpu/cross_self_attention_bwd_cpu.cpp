@@ -51,25 +51,21 @@ void row_dot(HeadSlice<scalar_t> grad_out, HeadSlice<scalar_t> out, int64_t row0
 }
 
 // For j < n: p = exp(s * scale + bias - lse); s <- p; ds <- p * (dp - delta) * scale.
-// Columns [n, width) of both rows are zeroed (the GEMMs read whole row groups).
+// Columns [n, width) of both rows are zeroed (the GEMMs read whole row groups). Whole vectors
+// are processed: the score rows and the key bias are padded past n to a multiple of the width.
 template <typename acc_t>
 void probabilities_and_score_grads(acc_t* s, acc_t* dp, const acc_t* bias, int64_t n, int64_t width, acc_t scale,
                                    acc_t lse, acc_t delta) {
   using Vec = at::vec::Vectorized<acc_t>;
   constexpr int64_t W = Vec::size();
-  const Vec vscale(scale), vlse(lse), vdelta(delta);
+  const Vec vscale(scale), vlse(lse), vdelta(delta), zero(acc_t(0));
   int64_t j = 0;
-  for (; j + W <= n; j += W) {
+  for (; j < n; j += W) {
     Vec x = Vec::loadu(s + j) * vscale;
     if (bias != nullptr) x = x + Vec::loadu(bias + j);
-    const Vec p = (x - vlse).exp_u20();
+    const Vec p = Vec::set(zero, (x - vlse).exp_u20(), std::min<int64_t>(W, n - j));
     p.store(s + j);
     (p * (Vec::loadu(dp + j) - vdelta) * vscale).store(dp + j);
-  }
-  for (; j < n; ++j) {
-    const acc_t p = std::exp(s[j] * scale + (bias != nullptr ? bias[j] : acc_t(0)) - lse);
-    s[j] = p;
-    dp[j] = p * (dp[j] - delta) * scale;
   }
   for (j = std::max<int64_t>(n, 0); j < width; ++j) s[j] = dp[j] = acc_t(0);
 }

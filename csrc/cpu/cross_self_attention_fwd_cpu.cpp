@@ -29,48 +29,39 @@ inline at::vec::Vectorized<acc_t> fast_exp(const at::vec::Vectorized<acc_t>& x) 
   return x.exp_u20();
 }
 
+// The row helpers below process whole vectors, the last one partly beyond n: every row they
+// touch (score rows of kKeyBlock, key bias of Lp) is padded to a whole number of vectors, and
+// the lanes at or past n are masked out (-inf for the max, 0 for probabilities).
+
 // x[j] = s[j] * scale (+ bias[j]) for j < n; returns max_j x[j].
 template <typename acc_t>
 acc_t scale_bias_max(acc_t* s, const acc_t* bias, int64_t n, acc_t scale) {
   using Vec = at::vec::Vectorized<acc_t>;
   constexpr int64_t W = Vec::size();
-  const Vec vscale(scale);
-  Vec vmax(-std::numeric_limits<acc_t>::infinity());
-  int64_t j = 0;
-  for (; j + W <= n; j += W) {
+  const Vec vscale(scale), minus_inf(-std::numeric_limits<acc_t>::infinity());
+  Vec vmax = minus_inf;
+  for (int64_t j = 0; j < n; j += W) {
     Vec x = Vec::loadu(s + j) * vscale;
     if (bias != nullptr) x = x + Vec::loadu(bias + j);
     x.store(s + j);
-    vmax = at::vec::maximum(vmax, x);
+    vmax = at::vec::maximum(vmax, Vec::set(minus_inf, x, std::min<int64_t>(W, n - j)));
   }
-  acc_t row_max = at::vec::vec_reduce_all<acc_t>([](Vec& a, Vec& b) { return at::vec::maximum(a, b); }, vmax);
-  for (; j < n; ++j) {
-    acc_t x = s[j] * scale + (bias != nullptr ? bias[j] : acc_t(0));
-    s[j] = x;
-    row_max = std::max(row_max, x);
-  }
-  return row_max;
+  return at::vec::vec_reduce_all<acc_t>([](Vec& a, Vec& b) { return at::vec::maximum(a, b); }, vmax);
 }
 
-// s[j] = exp(s[j] - shift) for j < n; returns the sum.
+// s[j] = exp(s[j] - shift) for j < n (0 for the lanes of the last vector past n); returns the sum.
 template <typename acc_t>
 acc_t exp_shifted_sum(acc_t* s, int64_t n, acc_t shift) {
   using Vec = at::vec::Vectorized<acc_t>;
   constexpr int64_t W = Vec::size();
-  const Vec vshift(shift);
-  Vec vsum(acc_t(0));
-  int64_t j = 0;
-  for (; j + W <= n; j += W) {
-    Vec p = fast_exp(Vec::loadu(s + j) - vshift);
+  const Vec vshift(shift), zero(acc_t(0));
+  Vec vsum = zero;
+  for (int64_t j = 0; j < n; j += W) {
+    const Vec p = Vec::set(zero, fast_exp(Vec::loadu(s + j) - vshift), std::min<int64_t>(W, n - j));
     p.store(s + j);
     vsum = vsum + p;
   }
-  acc_t sum = at::vec::vec_reduce_all<acc_t>([](Vec& a, Vec& b) { return a + b; }, vsum);
-  for (; j < n; ++j) {
-    s[j] = std::exp(s[j] - shift);
-    sum += s[j];
-  }
-  return sum;
+  return at::vec::vec_reduce_all<acc_t>([](Vec& a, Vec& b) { return a + b; }, vsum);
 }
 
 template <typename acc_t>
