@@ -120,6 +120,25 @@ void store_rows(const acc_t* src, int64_t src_ld, int64_t rows, int64_t head_dim
   }
 }
 
+// Where a task accumulates rows it will write to the contiguous output `out_rows`: the output
+// itself when it already has the compute type and no column padding (no copy at the end),
+// else `scratch` (finish_rows then converts).
+template <typename scalar_t, typename acc_t>
+acc_t* accumulation_rows(scalar_t* out_rows, int64_t head_dim, int64_t padded_dim, acc_t* scratch) {
+  if constexpr (std::is_same_v<scalar_t, acc_t>) {
+    if (head_dim == padded_dim) return out_rows;
+  }
+  return scratch;
+}
+
+template <typename scalar_t, typename acc_t>
+void finish_rows(const acc_t* acc, int64_t rows, int64_t head_dim, int64_t padded_dim, scalar_t* out_rows) {
+  if constexpr (std::is_same_v<scalar_t, acc_t>) {
+    if (acc == out_rows) return;
+  }
+  store_rows(acc, padded_dim, rows, head_dim, out_rows);
+}
+
 // Which tensors one direction reads: direction 0 = a queries attend to b keys/values,
 // direction 1 = b queries attend to a keys/values.
 struct DirectionOperands {

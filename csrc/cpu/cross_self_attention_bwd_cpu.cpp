@@ -115,7 +115,7 @@ void backward_kernel(const at::Tensor& grad_o_a, const at::Tensor& grad_o_b, con
         grad_out_rows(kQueryBlock * padded_dim);
     std::vector<acc_t> scores(kQueryBlock * kKeyBlock), score_grads(kQueryBlock * kKeyBlock);
     std::vector<acc_t> grad_query(kQueryBlock * padded_dim), delta(kQueryBlock), bias_buffer(padded_length);
-    std::vector<acc_t> own_key_grads(partial_data ? 0 : 2 * slice_elems);
+    std::vector<acc_t> own_key_grads(partial_data ? 0 : slice_elems), own_value_grads(partial_data ? 0 : slice_elems);
 
     for (int64_t task = begin; task < end; ++task) {
       const int64_t slice = task / plan.splits, split = task % plan.splits;
@@ -137,10 +137,16 @@ void backward_kernel(const at::Tensor& grad_o_a, const at::Tensor& grad_o_b, con
                        padded_length);
       const StagedRows<acc_t> key = stage_rows(key_slice, 0, key_end, head_dim, padded_dim, key_rows.data());
       const acc_t* bias = stage_key_bias(key_padding_mask, b, length, bias_buffer.data());
+      // dK, dV rows [0, L) of the slice: the outputs themselves, scratch, or this split's partial.
+      const int64_t slice_out_offset = (b * heads + h) * length * head_dim;
+      scalar_t* dk_rows = dk_t.data_ptr<scalar_t>() + slice_out_offset;
+      scalar_t* dv_rows = dv_t.data_ptr<scalar_t>() + slice_out_offset;
       acc_t* grad_key = partial_data ? partial_data + (slice * plan.splits + split) * 2 * slice_elems
-                                     : own_key_grads.data();
-      acc_t* grad_value = grad_key + slice_elems;
-      std::fill(grad_key, grad_key + 2 * slice_elems, acc_t(0));
+                                     : accumulation_rows(dk_rows, head_dim, padded_dim, own_key_grads.data());
+      acc_t* grad_value = partial_data ? grad_key + slice_elems
+                                       : accumulation_rows(dv_rows, head_dim, padded_dim, own_value_grads.data());
+      std::fill(grad_key, grad_key + length * padded_dim, acc_t(0));
+      std::fill(grad_value, grad_value + length * padded_dim, acc_t(0));
 
       for (int64_t qb = qb_begin; qb < qb_end; ++qb) {
         const int64_t q0 = qb * kQueryBlock, q1 = std::min(q0 + kQueryBlock, length), rows = q1 - q0;
@@ -152,7 +158,9 @@ void backward_kernel(const at::Tensor& grad_o_a, const at::Tensor& grad_o_b, con
             stage_rows(grad_out_slice, q0, q1, head_dim, padded_dim, grad_out_rows.data());
         row_dot(grad_out_slice, head_slice<scalar_t>(out_t, b, h), q0, q1, head_dim, delta.data());
         const acc_t* lse_row = lse_data + slice * length + q0;
-        std::fill(grad_query.begin(), grad_query.begin() + rows * padded_dim, acc_t(0));
+        scalar_t* dq_rows = dq_t.data_ptr<scalar_t>() + ((b * heads + h) * length + q0) * head_dim;
+        acc_t* grad_q = accumulation_rows(dq_rows, head_dim, padded_dim, grad_query.data());  // [rows, padded_dim]
+        std::fill(grad_q, grad_q + rows * padded_dim, acc_t(0));
 
         for (int64_t k0 = 0; k0 < block_key_end; k0 += kKeyBlock) {
           const int64_t keys = std::min(kKeyBlock, block_key_end - k0);
@@ -181,7 +189,7 @@ void backward_kernel(const at::Tensor& grad_o_a, const at::Tensor& grad_o_b, con
             const int64_t n = group_keys(g1);
             if (n <= 0) continue;
             gemm<acc_t, true>(g1 - g0, padded_dim, n, TileA<acc_t>{score_grads.data() + g0 * kKeyBlock, kKeyBlock, 1},
-                              key.data + k0 * key.ld, key.ld, grad_query.data() + g0 * padded_dim, padded_dim);
+                              key.data + k0 * key.ld, key.ld, grad_q + g0 * padded_dim, padded_dim);
           }
           // dV += P^T dO and dK += dS^T Q, over the queries that can see each group of keys.
           for (int64_t j0 = 0; j0 < keys; j0 += kGemmRows) {
@@ -198,13 +206,11 @@ void backward_kernel(const at::Tensor& grad_o_a, const at::Tensor& grad_o_b, con
                               padded_dim);
           }
         }
-        store_rows(grad_query.data(), padded_dim, rows, head_dim,
-                   dq_t.data_ptr<scalar_t>() + ((b * heads + h) * length + q0) * head_dim);
+        finish_rows(grad_q, rows, head_dim, padded_dim, dq_rows);
       }
       if (partial_data == nullptr) {
-        const int64_t offset = (b * heads + h) * length * head_dim;
-        store_rows(grad_key, padded_dim, length, head_dim, dk_t.data_ptr<scalar_t>() + offset);
-        store_rows(grad_value, padded_dim, length, head_dim, dv_t.data_ptr<scalar_t>() + offset);
+        finish_rows(grad_key, length, head_dim, padded_dim, dk_rows);
+        finish_rows(grad_value, length, head_dim, padded_dim, dv_rows);
       }
     }
   });
@@ -216,9 +222,11 @@ void backward_kernel(const at::Tensor& grad_o_a, const at::Tensor& grad_o_b, con
     for (int64_t slice = begin; slice < end; ++slice) {
       const int64_t h = slice % heads, b = (slice / heads) % batch, direction = slice / (heads * batch);
       std::fill(total.begin(), total.end(), acc_t(0));
+      const int64_t used = length * padded_dim;  // rows past L are never written
       for (int64_t split = 0; split < plan.splits; ++split) {
         const acc_t* part = partial_data + (slice * plan.splits + split) * 2 * slice_elems;
-        for (int64_t e = 0; e < 2 * slice_elems; ++e) total[e] += part[e];
+        for (int64_t e = 0; e < used; ++e) total[e] += part[e];
+        for (int64_t e = 0; e < used; ++e) total[slice_elems + e] += part[slice_elems + e];
       }
       const int64_t offset = (b * heads + h) * length * head_dim;
       store_rows(total.data(), padded_dim, length, head_dim,

@@ -113,7 +113,10 @@ void forward_kernel(const at::Tensor& q_a, const at::Tensor& k_a, const at::Tens
       }
       const StagedRows<acc_t> query =
           stage_rows(head_slice<scalar_t>(*ops.query, b, h), q0, q1, head_dim, padded_dim, query_rows.data());
-      std::fill(out_acc.begin(), out_acc.begin() + rows * padded_dim, acc_t(0));
+      at::Tensor& out = direction == 0 ? o_a : o_b;
+      scalar_t* out_rows = out.data_ptr<scalar_t>() + ((b * heads + h) * length + q0) * head_dim;
+      acc_t* acc = accumulation_rows(out_rows, head_dim, padded_dim, out_acc.data());  // [rows, padded_dim]
+      std::fill(acc, acc + rows * padded_dim, acc_t(0));
       std::fill(row_max.begin(), row_max.begin() + rows, -inf);
       std::fill(row_sum.begin(), row_sum.begin() + rows, acc_t(0));
 
@@ -143,7 +146,7 @@ void forward_kernel(const at::Tensor& q_a, const at::Tensor& k_a, const at::Tens
           const acc_t sum = exp_shifted_sum(s, visible, new_max);
           std::fill(s + std::max<int64_t>(visible, 0), s + keys, acc_t(0));
           const acc_t correction = std::exp(row_max[r] - new_max);  // 0 when row_max was -inf
-          if (correction != acc_t(1)) scale_row(out_acc.data() + r * padded_dim, padded_dim, correction);
+          if (correction != acc_t(1)) scale_row(acc + r * padded_dim, padded_dim, correction);
           row_sum[r] = row_sum[r] * correction + sum;
           row_max[r] = new_max;
         }
@@ -152,13 +155,13 @@ void forward_kernel(const at::Tensor& q_a, const at::Tensor& k_a, const at::Tens
           const int64_t n = group_keys(g1);
           if (n <= 0) continue;
           gemm<acc_t, true>(g1 - g0, padded_dim, n, TileA<acc_t>{scores.data() + g0 * kKeyBlock, kKeyBlock, 1},
-                            value.data + k0 * value.ld, value.ld, out_acc.data() + g0 * padded_dim, padded_dim);
+                            value.data + k0 * value.ld, value.ld, acc + g0 * padded_dim, padded_dim);
         }
       }
 
       acc_t* lse_row = lse_data + slice * length + q0;
       for (int64_t r = 0; r < rows; ++r) {
-        acc_t* acc_row = out_acc.data() + r * padded_dim;
+        acc_t* acc_row = acc + r * padded_dim;
         if (row_sum[r] > acc_t(0)) {
           scale_row(acc_row, padded_dim, acc_t(1) / row_sum[r]);
           lse_row[r] = row_max[r] + std::log(row_sum[r]);
@@ -167,9 +170,7 @@ void forward_kernel(const at::Tensor& q_a, const at::Tensor& k_a, const at::Tens
           lse_row[r] = inf;
         }
       }
-      at::Tensor& out = direction == 0 ? o_a : o_b;
-      store_rows(out_acc.data(), padded_dim, rows, head_dim,
-                 out.data_ptr<scalar_t>() + ((b * heads + h) * length + q0) * head_dim);
+      finish_rows(acc, rows, head_dim, padded_dim, out_rows);
     }
   });
 }
