@@ -21,7 +21,7 @@ ARCH=$($PY -c "import torch; print('%d.%d' % torch.cuda.get_device_capability())
 echo "[gpu_check] 1/3 build (sm ${ARCH}, $(nproc) jobs)"
 rm -f srkd_ext/_C*.so
 if ! SRKD_CUDA=1 TORCH_CUDA_ARCH_LIST="$ARCH" MAX_JOBS=$(nproc) timeout 240 \
-     $PY setup.py build_ext --inplace --build-temp build/gpu > "$LOG/build.log" 2>&1; then
+     $PY setup.py build_ext --inplace --build-temp build/gpu --build-lib build/gpu-lib > "$LOG/build.log" 2>&1; then
   echo "[gpu_check] build FAILED: see $LOG/build.log"; tail -30 "$LOG/build.log"; exit 1
 fi
 $PY .ci/ptxas_report.py "$LOG/build.log" csrc/cuda > "$LOG/ptxas.txt" 2>&1 || status=1
