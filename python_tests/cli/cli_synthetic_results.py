@@ -46,8 +46,8 @@ def synthetic_meta():
     return {
         "versions": {"srkd_ext": "0.1.0", "torch": "2.13.0", "python": "3.12"},
         "kernels": {"compiled": True, "cuda": False},
-        "dataset": {"name": "synthetic", "source": "synthetic.inter", "num_users": 100, "num_items": 50,
-                    "num_interactions": 1000, "sha256": "ab" * 32},
+        "dataset": {"name": "synthetic", "source": "synthetic.inter", "users": 100, "items": 50,
+                    "interactions": 1000, "sha256": "ab" * 32},
         "protocol": {"split": "leave-one-out", "ranking": "full", "mask_seen": False, "ks": [5, 10, 20],
                      "num_negatives": 100},
         "seed": 0, "device": "cpu", "config_fingerprint": "0123456789abcdef", "seconds": 12.0,

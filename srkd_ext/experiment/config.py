@@ -42,7 +42,7 @@ _SECTION_KEYS = {
     "dataset": {"source", "format", "min_rating", "k_core"},
     "evaluation": {"protocol", "mask_seen", "ks", "num_negatives"},
     "kd": {"temperature", "alpha"},
-    "srms": {"top_k", "gate_rank", "weights"},
+    "srms": {"top_k", "gate_rank", "weights", "teacher_cache"},
 }
 _TOP_KEYS = {
     "preset", "seed", "device", "out", "dataset", "max_len", "evaluation", "train", "kd", "srms",
@@ -57,7 +57,6 @@ _TRAIN_KEYS = {
     "lr": ("a positive number", lambda v: _is_number(v) and v > 0),
     "patience": ("a positive integer", lambda v: _is_int(v) and v > 0),
     "weight_decay": ("a non-negative number", lambda v: _is_number(v) and v >= 0),
-    "eval_every": ("a positive integer", lambda v: _is_int(v) and v > 0),
 }
 
 
@@ -284,6 +283,10 @@ def validate_config(cfg: dict) -> None:
              "a positive integer or null (all items)", srms.get("top_k"))
     _require(srms.get("gate_rank") is None or (_is_int(srms["gate_rank"]) and srms["gate_rank"] > 0),
              "srms.gate_rank", "a positive integer or null (no gating)", srms.get("gate_rank"))
+    _require(isinstance(srms.get("teacher_cache", False), bool), "srms.teacher_cache", "true or false",
+             srms.get("teacher_cache"))
+    _require(not (srms.get("teacher_cache") and srms.get("top_k") is None), "srms.teacher_cache",
+             "false when srms.top_k is null (the cache stores each teacher's top-k)", srms.get("teacher_cache"))
     w = srms.get("weights")
     _require(w in TEACHER_WEIGHTS or (isinstance(w, list) and all(_is_number(x) and x >= 0 for x in w)
                                       and sum(w) > 0),

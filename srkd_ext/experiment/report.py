@@ -149,8 +149,8 @@ def render_report_md(results: dict) -> str:
         "",
         "## Setup",
         "",
-        f"- dataset: `{ds['source']}` ({ds['num_users']:,} users, {ds['num_items']:,} items, "
-        f"{ds['num_interactions']:,} interactions), sha256 `{ds['sha256']}`",
+        f"- dataset: `{ds['source']}` ({ds['users']:,} users, {ds['items']:,} items, "
+        f"{ds['interactions']:,} interactions), sha256 `{ds['sha256']}`",
         f"- seed {results['seed']}, device {results['device']}, configuration fingerprint "
         f"`{results['config_fingerprint']}` (resolved configuration: `config.yaml`)",
         f"- srkd_ext {results['versions']['srkd_ext']}, torch {results['versions']['torch']}, "
