@@ -85,11 +85,11 @@ def read_log(data: bytes, path: Path | None, fmt: str) -> InteractionLog:
 # ---------------------------------------------------------------------------- text helpers
 
 
-def _decode(data: bytes, path: Path | None) -> str:
+def _decode(data: bytes, path: Path | None, first_line: int = 1) -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
+        line = data[: exc.start].count(b"\n") + first_line
         raise DataFormatError(path, line, "UTF-8 text", f"the byte 0x{data[exc.start]:02x}") from None
 
 
@@ -339,8 +339,8 @@ def _read_with_header(data: bytes, path, fmt: str, delimiter: str, roles: dict[s
             timestamps=column["timestamp"].astype(np.float64) if "timestamp" in column else None,
             ratings=column["rating"].astype(np.float64) if "rating" in column else None,
         )
-    body = _decode(data[body_start:], path)  # the header is exactly one line
-    first_line = 2
+    first_line = 2  # the header is exactly one line
+    body = _decode(data[body_start:], path, first_line)
     values: dict[str, list[str]] = {role: [] for role in roles if role != "__ncols__"}
     numbers: list[int] = []
     lines = _numbered_lines(body, first_line)
