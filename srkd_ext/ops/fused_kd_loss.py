@@ -360,3 +360,71 @@ def _warn_reference_path(device: torch.device) -> None:
 
 # True when the compiled library defines the op (a library built from an older checkout may not).
 _OP_DEFINED = kernels_available() and hasattr(torch.ops.srkd_ext, "fused_kd_loss_dense")
+
+
+# --------------------------------------------------------------------------------------------
+# Fake (meta) functions and autograd of the compiled ops.
+
+
+def _fake_outputs(student: torch.Tensor, n_teachers: int):
+    acc = torch.float64 if student.dtype == torch.float64 else torch.float32
+    B = student.shape[0]
+    return (
+        student.new_empty((B,), dtype=acc),
+        torch.empty_like(student, memory_format=torch.contiguous_format),
+        student.new_empty((B,), dtype=acc),
+        student.new_empty((B,), dtype=acc),
+        student.new_empty((n_teachers, B), dtype=torch.bool),
+    )
+
+
+def _setup_context(ctx, inputs, output) -> None:
+    ctx.save_for_backward(output[1])
+    ctx.n_teacher_inputs = len(inputs[1]) if isinstance(inputs[1], (list, tuple)) else None
+
+
+_DOUBLE_BACKWARD_MESSAGE = (
+    b"srkd_ext.fused_kd_loss does not support double backward: its gradient is computed by the forward "
+    b"kernel and is not itself differentiable (do not differentiate the gradient, e.g. with "
+    b"create_graph=True followed by a second backward through it)"
+)
+
+
+def _backward(ctx, grad_row_loss, grad_grad, grad_ce, grad_kd, grad_active):
+    """d loss / d student = grad * upstream gradient of each row; teachers get nothing."""
+    (grad,) = ctx.saved_tensors
+    with torch.no_grad():
+        grad_student = grad * grad_row_loss.to(grad.dtype)[:, None]
+    if torch.is_grad_enabled():
+        # The gradient was asked for with create_graph=True: give it a graph whose backward raises
+        # (as torch.autograd.function.once_differentiable does), so differentiating it fails loudly
+        # instead of silently missing the second-order terms.
+        grad_student = grad_student.detach().requires_grad_()
+        grad_student = torch._C._functions.DelayedError(_DOUBLE_BACKWARD_MESSAGE, 1)(grad_student)
+    return grad_student
+
+
+def _dense_backward(ctx, *grads):
+    # The gradient structure mirrors the inputs: one (absent) gradient per teacher tensor.
+    return (_backward(ctx, *grads), [None] * ctx.n_teacher_inputs) + (None,) * 8
+
+
+def _cached_backward(ctx, *grads):
+    return (_backward(ctx, *grads),) + (None,) * 10
+
+
+if _OP_DEFINED:
+
+    @torch.library.register_fake("srkd_ext::fused_kd_loss_dense")
+    def _fused_kd_loss_dense_fake(student_logits, teacher_logits, target, temperature, top_k, gate_rank,
+                                  teacher_weights, confidence_weights, alpha, ignore_index):
+        return _fake_outputs(student_logits, len(teacher_logits))
+
+    @torch.library.register_fake("srkd_ext::fused_kd_loss_cached")
+    def _fused_kd_loss_cached_fake(student_logits, teacher_indices, teacher_logits, target, temperature, top_k,
+                                   gate_rank, teacher_weights, confidence_weights, alpha, ignore_index):
+        return _fake_outputs(student_logits, teacher_indices.shape[0])
+
+    torch.library.register_autograd("srkd_ext::fused_kd_loss_dense", _dense_backward, setup_context=_setup_context)
+    torch.library.register_autograd("srkd_ext::fused_kd_loss_cached", _cached_backward,
+                                    setup_context=_setup_context)
