@@ -43,7 +43,10 @@ def files(tmp_path_factory):
     csv = root / "synthetic.csv"  # string ids: the general (line-by-line) reader
     csv.write_text(
         "user,item,timestamp\n"
-        + "\n".join(f"u{u},i{i},{t}" for u, i, t in zip(users.tolist(), items.tolist(), timestamps.tolist(), strict=True))
+        + "\n".join(
+            f"u{u},i{i},{t}"
+            for u, i, t in zip(users.tolist(), items.tolist(), timestamps.tolist(), strict=True)
+        )
         + "\n"
     )
     return {"atomic": atomic, "csv": csv}
@@ -77,7 +80,9 @@ def test_load_and_split_atomic_1m(benchmark, files):
 
 
 def test_load_and_split_atomic_1m_plain_python_baseline(benchmark, files):
-    train, valid, _ = benchmark.pedantic(plain_python_load_and_split, args=(files["atomic"],), rounds=1, iterations=1)
+    train, valid, _ = benchmark.pedantic(
+        plain_python_load_and_split, args=(files["atomic"],), rounds=1, iterations=1
+    )
     assert sum(map(len, train.values())) + 2 * len(valid) == NUM_INTERACTIONS
 
 
@@ -90,7 +95,9 @@ def test_training_epoch_batches_1m(benchmark, files):
     split = load_and_split(files["atomic"])
 
     def one_epoch():
-        return sum(int(b.users.shape[0]) for b in training_batches(split.train, max_len=50, batch_size=256, seed=0))
+        return sum(
+            int(b.users.shape[0]) for b in training_batches(split.train, max_len=50, batch_size=256, seed=0)
+        )
 
     rows = benchmark.pedantic(one_epoch, rounds=3, iterations=1)
     assert rows == int((split.train.lengths >= 2).sum())

@@ -4,6 +4,7 @@ Split sizes are recomputed here with a plain-Python leave-one-out over the raw f
 independently of the library (dicts and lists, stable sort on timestamp).
 """
 
+import json
 from collections import defaultdict
 
 import numpy as np
@@ -78,6 +79,8 @@ def test_statistics_and_checksum(loaded):
     assert summary["avg_length"] == pytest.approx(interactions / users)
     assert summary["density"] == pytest.approx(interactions / (users * items))
     assert f"{users:,} users" in str(ds) and sha256[:12] in str(ds)
+    assert json.loads(json.dumps(summary)) == summary  # stored with results as JSON
+    assert ds.item_ids[0] == "<pad>" and len(ds.item_ids) == items + 1 and len(ds.user_ids) == users
 
 
 def test_sequences_and_split_match_plain_python(loaded):
