@@ -96,7 +96,11 @@ class TrainingBatches:
 def training_batches(
     train: SequenceSet, max_len: int = 50, batch_size: int = 256, shuffle: bool = True, seed: int = 0
 ) -> TrainingBatches:
-    """Batches of every training sequence with at least 2 items (see the module docstring)."""
+    """Batches of every training sequence with at least 2 items (see the module docstring).
+
+    The order is a permutation drawn from ``seed`` alone (or row order when ``shuffle`` is
+    False); pass e.g. ``seed=base_seed + epoch`` for a new order each epoch.
+    """
     return TrainingBatches(train, max_len, batch_size, shuffle, seed)
 
 
