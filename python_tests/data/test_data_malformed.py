@@ -118,7 +118,7 @@ def test_argument_errors(tmp_path):
         load_dataset(path, k_core=3)
     with pytest.raises(DataError, match="no such file: .*nothere.txt .*built-in: ml-100k"):
         load_dataset(tmp_path / "nothere.txt")
-    with pytest.raises(DataError, match="is a directory"):
+    with pytest.raises(DataError, match="is a directory without"):
         load_dataset(tmp_path)
     with pytest.raises(ValueError, match="does not apply to built-in dataset 'ml-100k'"):
         load_dataset("ml-100k", format="csv")
