@@ -83,7 +83,7 @@ class TrainingBatches:
             rows = rows[np.random.default_rng(self.seed).permutation(rows.shape[0])]
         offsets, items = self.train.offsets, self.train.items
         for start in range(0, rows.shape[0], self.batch_size):
-            batch_rows = rows[start : start + self.batch_size]
+            batch_rows = rows[start : start + self.batch_size].copy()  # the batch must not alias rows
             ends = offsets[batch_rows + 1]
             counts = np.minimum(ends - offsets[batch_rows] - 1, self.max_len)
             inputs = right_aligned(items, ends - 1, counts, self.max_len)
