@@ -49,7 +49,11 @@ def files(tmp_path_factory):
         )
         + "\n"
     )
-    return {"atomic": atomic, "csv": csv}
+    user_item = root / "synthetic.txt"  # SASRec style: one "user item" per line
+    user_item.write_text(
+        "\n".join(f"{u} {i}" for u, i in zip(users.tolist(), items.tolist(), strict=True)) + "\n"
+    )
+    return {"atomic": atomic, "csv": csv, "user-item": user_item}
 
 
 def plain_python_load_and_split(path):
@@ -88,6 +92,11 @@ def test_load_and_split_atomic_1m_plain_python_baseline(benchmark, files):
 
 def test_load_and_split_csv_string_ids_1m(benchmark, files):
     split = benchmark.pedantic(load_and_split, args=(files["csv"],), rounds=1, iterations=1)
+    assert int(split.train.items.shape[0]) + 2 * len(split.test) == NUM_INTERACTIONS
+
+
+def test_load_and_split_user_item_1m(benchmark, files):
+    split = benchmark.pedantic(load_and_split, args=(files["user-item"],), rounds=3, iterations=1)
     assert int(split.train.items.shape[0]) + 2 * len(split.test) == NUM_INTERACTIONS
 
 
