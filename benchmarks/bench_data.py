@@ -43,10 +43,17 @@ def files(tmp_path_factory):
     csv = root / "synthetic.csv"  # string ids: the general (line-by-line) reader
     csv.write_text(
         "user,item,timestamp\n"
-        + "\n".join(f"u{u},i{i},{t}" for u, i, t in zip(users.tolist(), items.tolist(), timestamps.tolist(), strict=True))
+        + "\n".join(
+            f"u{u},i{i},{t}"
+            for u, i, t in zip(users.tolist(), items.tolist(), timestamps.tolist(), strict=True)
+        )
         + "\n"
     )
-    return {"atomic": atomic, "csv": csv}
+    user_item = root / "synthetic.txt"  # SASRec style: one "user item" per line
+    user_item.write_text(
+        "\n".join(f"{u} {i}" for u, i in zip(users.tolist(), items.tolist(), strict=True)) + "\n"
+    )
+    return {"atomic": atomic, "csv": csv, "user-item": user_item}
 
 
 def plain_python_load_and_split(path):
@@ -77,7 +84,9 @@ def test_load_and_split_atomic_1m(benchmark, files):
 
 
 def test_load_and_split_atomic_1m_plain_python_baseline(benchmark, files):
-    train, valid, _ = benchmark.pedantic(plain_python_load_and_split, args=(files["atomic"],), rounds=1, iterations=1)
+    train, valid, _ = benchmark.pedantic(
+        plain_python_load_and_split, args=(files["atomic"],), rounds=1, iterations=1
+    )
     assert sum(map(len, train.values())) + 2 * len(valid) == NUM_INTERACTIONS
 
 
@@ -86,11 +95,18 @@ def test_load_and_split_csv_string_ids_1m(benchmark, files):
     assert int(split.train.items.shape[0]) + 2 * len(split.test) == NUM_INTERACTIONS
 
 
+def test_load_and_split_user_item_1m(benchmark, files):
+    split = benchmark.pedantic(load_and_split, args=(files["user-item"],), rounds=3, iterations=1)
+    assert int(split.train.items.shape[0]) + 2 * len(split.test) == NUM_INTERACTIONS
+
+
 def test_training_epoch_batches_1m(benchmark, files):
     split = load_and_split(files["atomic"])
 
     def one_epoch():
-        return sum(int(b.users.shape[0]) for b in training_batches(split.train, max_len=50, batch_size=256, seed=0))
+        return sum(
+            int(b.users.shape[0]) for b in training_batches(split.train, max_len=50, batch_size=256, seed=0)
+        )
 
     rows = benchmark.pedantic(one_epoch, rounds=3, iterations=1)
     assert rows == int((split.train.lengths >= 2).sum())

@@ -159,3 +159,11 @@ def test_real_checksum_matches_recbole_file_from_u_data(shared_data_dir, tmp_pat
     monkeypatch.setattr(registry, "_http_get", lambda url, timeout: zip_bytes("ml-100k/u.data", udata))
     path = fetch_builtin("ml-100k", tmp_path)
     assert hashlib.sha256(path.read_bytes()).hexdigest() == registry.REGISTRY["ml-100k"].sha256
+
+
+def test_unwritable_cache_is_one_clear_error(tmp_path, monkeypatch, calls, fake_spec):
+    serve_wheel(monkeypatch, calls, HEADER + UDATA)
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the cache folder should be")
+    with pytest.raises(DatasetUnavailableError, match="cannot write it to the cache .*SRKD_CACHE"):
+        fetch_builtin("ml-100k", blocker)

@@ -486,6 +486,14 @@ def detect_format(data: bytes, path: Path | None) -> str:
         raise DataFormatError(path, 1, "a header line naming the columns of a CSV file", repr(first[:80]))
     if len(tab_fields) == 4:
         return "ml-100k-udata"
+    if len(tab_fields) == 3:
+        # user item rating? user item time? Guessing would silently read a column as items.
+        raise DataFormatError(
+            path,
+            1,
+            "a header naming the columns (then it reads as tsv), or an explicit format=",
+            "3 unnamed columns",
+        )
     if all(len(line.split()) == 2 for line in lines):
         return "user-item"
     return "user-seq"

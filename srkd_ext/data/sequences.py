@@ -178,6 +178,10 @@ def build_sequences(
     """
     if isinstance(k_core, bool) or not isinstance(k_core, (int, np.integer)) or k_core < 0:
         raise ValueError(f"k_core must be a non-negative integer, got {k_core!r}")
+    if min_rating is not None and (
+        isinstance(min_rating, bool) or not isinstance(min_rating, (int, float, np.number))
+    ):
+        raise ValueError(f"min_rating must be a number or None, got {min_rating!r}")
     users, items, timestamps = log.users, log.items, log.timestamps
     keep = np.ones(len(log), dtype=bool)
     if min_rating is not None:
