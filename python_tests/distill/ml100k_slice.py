@@ -30,7 +30,7 @@ def trained_teachers(split, directory: Path):
     for i, (arch, hparams) in enumerate(specs):
         seed_everything(i)
         teacher = build_model(arch, split.num_items, MAX_LEN, dropout=0.1, **hparams)
-        cfg = TrainConfig(epochs=4, batch_size=32, max_len=MAX_LEN, lr=5e-3, patience=None, seed=i)
+        cfg = TrainConfig(epochs=3, batch_size=32, max_len=MAX_LEN, lr=5e-3, patience=None, seed=i)
         train(teacher, split, cfg, Path(directory) / f"teacher{i}", progress=False)
         teachers.append(teacher.eval())
     return teachers

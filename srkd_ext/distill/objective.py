@@ -10,6 +10,7 @@ import torch
 
 import srkd_ext
 from srkd_ext.distill.config import KDConfig
+from srkd_ext.distill.teacher_cache import CachedTeachers
 from srkd_ext.models.base import PADDING_ID, SequentialRecommender
 from srkd_ext.models.serialization import model_checksum
 
@@ -113,8 +114,6 @@ def make_distillation_objective(
     if kd.cache_dir is None:
         source = OnTheFlyTeachers(teachers, device)
     else:
-        from srkd_ext.distill.teacher_cache import CachedTeachers
-
         source = CachedTeachers.open_or_build(
             kd.cache_dir, teachers, checksums, split=split, max_len=max_len, top_k=kd.top_k,
             batch_size=batch_size, device=device, progress=progress,

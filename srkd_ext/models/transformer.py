@@ -67,7 +67,7 @@ class TransformerBlock(nn.Module):
 
 
 class TransformerStack(nn.Module):
-    """n blocks and a final LayerNorm; padded positions are zeroed so they carry nothing forward.
+    """n blocks and a final LayerNorm; outputs at padded positions are zero.
 
     dropout applies to the embeddings' residual branches (attention and FFN outputs);
     attention_dropout to the attention probabilities (inside scaled_dot_product_attention, which
@@ -85,8 +85,9 @@ class TransformerStack(nn.Module):
         self.final_norm = nn.LayerNorm(hidden_dim)
 
     def forward(self, x: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
+        # No real position attends to a padded one, so padded states need no zeroing between
+        # blocks; they are zeroed once at the end.
         attn_mask = causal_attention_mask(pad)
-        keep = (~pad).unsqueeze(-1).to(x.dtype)
         for block in self.blocks:
-            x = block(x, attn_mask) * keep
-        return self.final_norm(x) * keep
+            x = block(x, attn_mask)
+        return self.final_norm(x) * (~pad).unsqueeze(-1).to(x.dtype)
