@@ -10,6 +10,7 @@ max_len: 8
 train: {epochs: 2, batch_size: 16, lr: 0.01, patience: 2}
 kd: {temperature: 2.0, alpha: 0.5}
 srms: {top_k: 5, gate_rank: null, weights: uniform}
+profile: {repeats: 2, warmup: 1}
 teachers:
   - {name: t-sasrec, arch: sasrec, hparams: {hidden_dim: 16, num_layers: 1, num_heads: 1, dropout: 0.0}}
   - {name: t-sasrec-small, arch: sasrec, hparams: {hidden_dim: 8, num_layers: 1, num_heads: 1, dropout: 0.0}}

@@ -253,7 +253,7 @@ class Experiment:
             "stopped_early": result.stopped_early,
             "train_seconds": result.seconds,
             "history": steps.history_rows(result.history),
-            "profile": steps.profile(model, cfg["max_len"], device=device),
+            "profile": steps.profile(model, cfg["max_len"], device=device, **cfg["profile"]),
             "checkpoint": str(Path("models") / plan.name / "best.pt"),
         }
 
