@@ -102,6 +102,8 @@ def _add_eval_args(p: argparse.ArgumentParser) -> None:
                    help="full ranking over all items (default) or 100 sampled negatives per user")
     p.add_argument("--mask-seen", action="store_true",
                    help="exclude the user's history items from the ranking (default: they stay rankable)")
+    p.add_argument("--num-negatives", type=_positive_int, default=100, metavar="N",
+                   help="negatives per user with --protocol sampled (default: 100, seeded)")
 
 
 def _add_train_args(p: argparse.ArgumentParser) -> None:

@@ -29,9 +29,21 @@ namespace {
 template <typename scalar_t, typename acc_t>
 void row_dot(HeadSlice<scalar_t> grad_out, HeadSlice<scalar_t> out, int64_t row0, int64_t row1, int64_t head_dim,
              acc_t* delta) {
+  using Vec = at::vec::Vectorized<acc_t>;
+  constexpr int64_t W = Vec::size();
   for (int64_t r = row0; r < row1; ++r) {
     acc_t sum = 0;
-    for (int64_t d = 0; d < head_dim; ++d) {
+    int64_t d = 0;
+    if constexpr (std::is_same_v<scalar_t, acc_t>) {
+      if (grad_out.col_stride == 1 && out.col_stride == 1) {
+        const acc_t* g = grad_out.data + r * grad_out.row_stride;
+        const acc_t* o = out.data + r * out.row_stride;
+        Vec acc(acc_t(0));
+        for (; d + W <= head_dim; d += W) acc = at::vec::fmadd(Vec::loadu(g + d), Vec::loadu(o + d), acc);
+        sum = at::vec::vec_reduce_all<acc_t>([](Vec& x, Vec& y) { return x + y; }, acc);
+      }
+    }
+    for (; d < head_dim; ++d) {
       sum += static_cast<acc_t>(grad_out.at(r, d)) * static_cast<acc_t>(out.at(r, d));
     }
     delta[r - row0] = sum;
@@ -39,7 +51,7 @@ void row_dot(HeadSlice<scalar_t> grad_out, HeadSlice<scalar_t> out, int64_t row0
 }
 
 // For j < n: p = exp(s * scale + bias - lse); s <- p; ds <- p * (dp - delta) * scale.
-// Columns [n, width) of both rows are zeroed (the GEMMs read whole 4-row groups).
+// Columns [n, width) of both rows are zeroed (the GEMMs read whole row groups).
 template <typename acc_t>
 void probabilities_and_score_grads(acc_t* s, acc_t* dp, const acc_t* bias, int64_t n, int64_t width, acc_t scale,
                                    acc_t lse, acc_t delta) {
@@ -175,7 +187,7 @@ void backward_kernel(const at::Tensor& grad_o_a, const at::Tensor& grad_o_b, con
             gemm<acc_t, true>(g1 - g0, padded_dim, n, TileA<acc_t>{score_grads.data() + g0 * kKeyBlock, kKeyBlock, 1},
                               key.data + k0 * key.ld, key.ld, grad_query.data() + g0 * padded_dim, padded_dim);
           }
-          // dV += P^T dO and dK += dS^T Q, over the queries that can see each 4-key group.
+          // dV += P^T dO and dK += dS^T Q, over the queries that can see each group of keys.
           for (int64_t j0 = 0; j0 < keys; j0 += kGemmRows) {
             const int64_t j1 = std::min(j0 + kGemmRows, keys);
             const int64_t first_query = causal ? std::max<int64_t>(0, k0 + j0 - q0) : 0;

@@ -3,7 +3,7 @@
 // Tasks are (direction, batch, head, query block); the queries of a task stream over key
 // blocks with an online softmax (running row max and sum, rescaling the output accumulator),
 // so memory is O(block) and only the row log-sum-exp is written besides the outputs.
-// Under the causal mask a 4-row group of queries only computes the key columns it can see.
+// Under the causal mask a group of kGemmRows queries only computes the key columns it can see.
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -128,7 +128,7 @@ void forward_kernel(const at::Tensor& q_a, const at::Tensor& k_a, const at::Tens
 
       for (int64_t k0 = 0; k0 < key_end; k0 += kKeyBlock) {
         const int64_t keys = std::min(kKeyBlock, key_end - k0);
-        // Keys a 4-row group can see in this block (causal: up to its last row).
+        // Keys a row group can see in this block (causal: up to its last row).
         auto group_keys = [&](int64_t g1) { return causal ? std::min(keys, q0 + g1 - k0) : keys; };
 
         for (int64_t g0 = 0; g0 < rows; g0 += kGemmRows) {

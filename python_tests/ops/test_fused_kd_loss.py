@@ -156,10 +156,10 @@ def test_opcheck():
     s, z, y = random_inputs(4, 12, 3, seed=11)
     s.requires_grad_()
     y[0] = -100
-    args = (s, list(z.unbind(0)), y, 2.0, 4, 6, [1.0, 2.0, 0.5], False, 0.5, -100)
+    args = (s, list(z.unbind(0)), y, 2.0, 4, 6, [1.0, 2.0, 0.5], False, 0.5, -100, "none")
     torch.library.opcheck(torch.ops.srkd_ext.fused_kd_loss_dense.default, args)
     cache = as_cache(z, 6)
-    args = (s, cache.indices, cache.logits, y, 1.5, 3, None, None, True, 0.3, -100)
+    args = (s, cache.indices, cache.logits, y, 1.5, 3, None, None, True, 0.3, -100, "mean")
     torch.library.opcheck(torch.ops.srkd_ext.fused_kd_loss_cached.default, args)
 
 

@@ -10,6 +10,7 @@ import torch
 
 import srkd_ext
 from srkd_ext.distill.config import KDConfig
+from srkd_ext.distill.teacher_cache import CachedTeachers
 from srkd_ext.models.base import PADDING_ID, SequentialRecommender
 from srkd_ext.models.serialization import model_checksum
 
@@ -36,6 +37,8 @@ class OnTheFlyTeachers:
 
     logits(batch, valid) -> list of T tensors [M, num_items] at the positions `valid` [B, L].
     """
+
+    description = "on_the_fly"
 
     def __init__(self, teachers: list[SequentialRecommender], device):
         self.teachers = [t.to(device).eval() for t in teachers]
@@ -65,14 +68,17 @@ class DistillationObjective:
             "objective": "distillation",
             "kd": kd.loss_options(),
             "teachers": list(checksums),
+            "teacher_source": teacher_source.description,
         }
+        self._sums = None
+        self._steps = 0
 
     def __call__(self, model: SequentialRecommender, batch) -> torch.Tensor:
         valid = batch.targets != PADDING_ID
         student_logits = model.score_items(model(batch.inputs)[valid])
         target_columns = batch.targets[valid] - 1
         teacher = self.source.logits(batch, valid)
-        return srkd_ext.fused_kd_loss(
+        loss, stats = srkd_ext.fused_kd_loss(
             student_logits,
             teacher,
             target_columns,
@@ -82,7 +88,20 @@ class DistillationObjective:
             teacher_weights=self.teacher_weights,
             alpha=self.kd.alpha,
             reduction="mean",
+            return_stats=True,
         )
+        step = torch.cat([stats.ce.reshape(1), stats.kd.reshape(1), stats.active_fraction.reshape(-1)]).double()
+        self._sums = step if self._sums is None else self._sums + step
+        self._steps += 1
+        return loss
+
+    def epoch_summary(self) -> dict:
+        """Means over the steps since the last call: CE term, KD term, per-teacher active fraction."""
+        if self._sums is None:
+            return {}
+        means = (self._sums / self._steps).tolist()
+        self._sums, self._steps = None, 0
+        return {"ce": means[0], "kd": means[1], "teacher_active": means[2:]}
 
 
 def make_distillation_objective(
@@ -95,8 +114,6 @@ def make_distillation_objective(
     if kd.cache_dir is None:
         source = OnTheFlyTeachers(teachers, device)
     else:
-        from srkd_ext.distill.teacher_cache import CachedTeachers
-
         source = CachedTeachers.open_or_build(
             kd.cache_dir, teachers, checksums, split=split, max_len=max_len, top_k=kd.top_k,
             batch_size=batch_size, device=device, progress=progress,

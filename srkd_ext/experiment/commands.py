@@ -167,7 +167,8 @@ def cmd_evaluate(args) -> int:
 
     split = leave_one_out_split(ds)
     steps.check_model_fits(model, split.num_items, args.checkpoint, "--checkpoint")
-    evaluation = {"ks": [5, 10, 20], "mask_seen": args.mask_seen, "protocol": args.protocol, "num_negatives": 100}
+    evaluation = {"ks": [5, 10, 20], "mask_seen": args.mask_seen, "protocol": args.protocol,
+                  "num_negatives": args.num_negatives}
     seed = 0 if args.seed is None else args.seed
     evalset = split.test if args.split == "test" else split.valid
     result = steps.evaluate_model(model, evalset, split.num_items, evaluation, device=args.device,
@@ -176,10 +177,10 @@ def cmd_evaluate(args) -> int:
     record = {
         "checkpoint": str(args.checkpoint), "dataset": ds.summary(), "split": args.split,
         "protocol": {"ranking": args.protocol, "mask_seen": args.mask_seen,
-                     "num_negatives": 100 if args.protocol == "sampled" else None, "seed": seed},
+                     "num_negatives": args.num_negatives if args.protocol == "sampled" else None, "seed": seed},
         "users": result.get("users"), "metrics": metrics,
     }
-    ranking = "full ranking" if args.protocol == "full" else "100 sampled negatives"
+    ranking = "full ranking" if args.protocol == "full" else f"{args.num_negatives} sampled negatives"
     seen = "seen items masked" if args.mask_seen else "seen items not masked"
     print(f"{args.checkpoint} on {ds.name} {args.split} ({result.get('users', '?'):,} users, {ranking}, {seen}):")
     for k in (5, 10, 20):

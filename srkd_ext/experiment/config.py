@@ -43,9 +43,10 @@ _SECTION_KEYS = {
     "evaluation": {"protocol", "mask_seen", "ks", "num_negatives"},
     "kd": {"temperature", "alpha"},
     "srms": {"top_k", "gate_rank", "weights", "teacher_cache"},
+    "profile": {"repeats", "warmup"},
 }
 _TOP_KEYS = {
-    "preset", "seed", "device", "out", "dataset", "max_len", "evaluation", "train", "kd", "srms",
+    "preset", "seed", "device", "out", "dataset", "max_len", "evaluation", "train", "kd", "srms", "profile",
     "teachers", "student", "srcd",
 }
 _MODEL_KEYS = {"name", "arch", "hparams", "train"}
@@ -291,6 +292,13 @@ def validate_config(cfg: dict) -> None:
     _require(w in TEACHER_WEIGHTS or (isinstance(w, list) and all(_is_number(x) and x >= 0 for x in w)
                                       and sum(w) > 0),
              "srms.weights", "uniform, confidence or a list of non-negative numbers (one per teacher)", w)
+
+    prof = cfg.get("profile")
+    _require(isinstance(prof, dict), "profile", "a mapping (repeats, warmup)", prof)
+    _require(_is_int(prof.get("repeats")) and prof["repeats"] > 0, "profile.repeats", "a positive integer",
+             prof.get("repeats"))
+    _require(_is_int(prof.get("warmup")) and prof["warmup"] >= 0, "profile.warmup", "a non-negative integer",
+             prof.get("warmup"))
 
     teachers = cfg.get("teachers")
     _require(isinstance(teachers, list) and len(teachers) >= 1, "teachers", "a non-empty list of models",

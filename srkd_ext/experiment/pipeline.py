@@ -139,10 +139,12 @@ class Experiment:
         """Returns the exit status: 0 when every model finished, 130 when interrupted."""
         cfg = self.cfg
         steps.check_device(cfg["device"])
-        resumed = self.dir.claim(cfg)
+        # The dataset is read before the folder is claimed, so a mistyped path leaves no folder
+        # behind that a corrected command would then refuse as "a different experiment".
         ds_cfg = cfg["dataset"]
         ds = steps.open_dataset(ds_cfg["source"], ds_cfg.get("format"), ds_cfg.get("min_rating"),
                                 ds_cfg.get("k_core", 0))
+        resumed = self.dir.claim(cfg)
         self.dir.check_dataset(ds.sha256, ds_cfg["source"])
         from srkd_ext.data import leave_one_out_split
 
@@ -251,7 +253,7 @@ class Experiment:
             "stopped_early": result.stopped_early,
             "train_seconds": result.seconds,
             "history": steps.history_rows(result.history),
-            "profile": steps.profile(model, cfg["max_len"], device=device),
+            "profile": steps.profile(model, cfg["max_len"], device=device, **cfg["profile"]),
             "checkpoint": str(Path("models") / plan.name / "best.pt"),
         }
 

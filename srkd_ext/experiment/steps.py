@@ -68,7 +68,7 @@ def load_checkpoint(path: str | Path, option: str = "--checkpoint"):
         p = best
     try:
         return load_model(p)
-    except (ValueError, KeyError, TypeError, RuntimeError, EOFError, OSError) as exc:
+    except Exception as exc:  # noqa: BLE001 - torch.load of a foreign file can fail with any error
         msg = _one_line(exc)
         if len(msg) > 200:
             msg = msg[:200] + "..."
@@ -128,6 +128,11 @@ def evaluate_model(model, evalset, num_items: int, evaluation: dict, *, device: 
                    seed: int = 0) -> dict:
     from srkd_ext.train import evaluate
 
+    if evaluation["protocol"] == "sampled" and evaluation["num_negatives"] >= num_items:
+        raise UserError(
+            f"num_negatives: {evaluation['num_negatives']} sampled negatives need a catalogue of more items; "
+            f"this dataset has {num_items:,} (use fewer negatives or --protocol full)"
+        )
     return evaluate(
         model, evalset, num_items, ks=tuple(evaluation["ks"]), mask_seen=evaluation["mask_seen"],
         protocol=evaluation["protocol"], num_negatives=evaluation["num_negatives"], seed=seed,
@@ -135,10 +140,10 @@ def evaluate_model(model, evalset, num_items: int, evaluation: dict, *, device: 
     )
 
 
-def profile(model, max_len: int, device: str = "cpu") -> dict:
+def profile(model, max_len: int, device: str = "cpu", repeats: int = 20, warmup: int = 3) -> dict:
     from srkd_ext.train import profile_model
 
-    prof = profile_model(model, max_len, device=device)
+    prof = profile_model(model, max_len, device=device, repeats=repeats, warmup=warmup)
     return {key: prof[key] for key in ("params", "size_mb", "latency_ms_batch1", "throughput_batch256", "device")
             if key in prof}
 

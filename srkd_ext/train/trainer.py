@@ -195,7 +195,10 @@ def _run_epoch(model, split, cfg, objective, optimizer, epoch, device, progress)
     mean_loss = float(loss_sum) / steps
     if not np.isfinite(mean_loss):
         raise FloatingPointError(f"training loss became {mean_loss} in epoch {epoch}; lower TrainConfig.lr")
-    return {"epoch": epoch, "loss": mean_loss, "steps": steps, "train_seconds": time.perf_counter() - start}
+    record = {"epoch": epoch, "loss": mean_loss, "steps": steps, "train_seconds": time.perf_counter() - start}
+    if hasattr(objective, "epoch_summary"):  # distillation: the CE and KD parts of the loss
+        record.update(objective.epoch_summary())
+    return record
 
 
 def batch_to_device(batch, device) -> SimpleNamespace:
