@@ -6,10 +6,10 @@ from srkd_ext.data import leave_one_out_split, load_dataset
 from srkd_ext.models import build_model
 from srkd_ext.train import TrainConfig, seed_everything, train
 
-MAX_LEN = 20
+MAX_LEN = 12
 
 
-def ml100k_slice(shared_data_dir: Path, directory: Path, users: int = 120):
+def ml100k_slice(shared_data_dir: Path, directory: Path, users: int = 80):
     """The first `users` users of ../shared/data/ml-100k.inter, rewritten in the user-sequence
     format and loaded again (items renumbered over the slice)."""
     dataset = load_dataset(shared_data_dir / "ml-100k.inter")
@@ -22,15 +22,15 @@ def ml100k_slice(shared_data_dir: Path, directory: Path, users: int = 120):
 def trained_teachers(split, directory: Path):
     """Two SASRec teachers of different sizes and a GRU4Rec teacher, a few epochs each."""
     specs = [
-        ("sasrec", {"hidden_dim": 32, "num_layers": 2, "num_heads": 2}),
-        ("sasrec", {"hidden_dim": 24, "num_layers": 1, "num_heads": 2}),
-        ("gru4rec", {"hidden_dim": 32}),
+        ("sasrec", {"hidden_dim": 32, "num_layers": 1, "num_heads": 2}),
+        ("sasrec", {"hidden_dim": 16, "num_layers": 1, "num_heads": 1}),
+        ("gru4rec", {"hidden_dim": 24}),
     ]
     teachers = []
     for i, (arch, hparams) in enumerate(specs):
         seed_everything(i)
         teacher = build_model(arch, split.num_items, MAX_LEN, dropout=0.1, **hparams)
-        cfg = TrainConfig(epochs=3, batch_size=32, max_len=MAX_LEN, lr=5e-3, patience=None, seed=i)
+        cfg = TrainConfig(epochs=2, batch_size=64, max_len=MAX_LEN, lr=5e-3, patience=None, seed=i, windows="last")
         train(teacher, split, cfg, Path(directory) / f"teacher{i}", progress=False)
         teachers.append(teacher.eval())
     return teachers

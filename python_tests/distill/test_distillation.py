@@ -28,7 +28,10 @@ def student(split, arch="sasrec"):
 
 
 def config(epochs, **overrides):
-    return TrainConfig(**{"epochs": epochs, "batch_size": 32, "max_len": MAX_LEN, "lr": 5e-3, "patience": None, **overrides})
+    # windows="last" keeps these runs short; "all" is covered by python_tests/train.
+    return TrainConfig(
+        **{"epochs": epochs, "batch_size": 64, "max_len": MAX_LEN, "lr": 5e-3, "patience": None, "windows": "last", **overrides}
+    )
 
 
 @pytest.mark.shared_data
@@ -36,7 +39,7 @@ def config(epochs, **overrides):
 def test_two_epoch_srms_run_lowers_the_validation_loss(split, teachers, tmp_path, arch):
     model = student(split, arch)
     before = evaluate(model, split.valid, split.num_items, max_len=MAX_LEN)["loss"]
-    kd = KDConfig(temperature=2.0, top_k=20, gate_rank=50, teacher_weights="confidence", alpha=0.5)
+    kd = KDConfig(temperature=2.0, top_k=20, gate_rank=100, teacher_weights="confidence", alpha=0.5)
     result = train(model, split, config(2), tmp_path, teachers=teachers, kd=kd, progress=False)
     after = [r["valid"]["loss"] for r in result.history]
     assert after[-1] < before, f"validation loss {before:.4f} -> {after}"
@@ -55,7 +58,7 @@ def test_plain_single_teacher_kd_is_the_same_code(split, teachers, tmp_path):
 @pytest.mark.shared_data
 def test_cache_holds_each_teachers_top_k_at_every_training_position(split, teachers, tmp_path):
     checksums = [model_checksum(t) for t in teachers]
-    cache = TeacherTopKCache.build(tmp_path / "cache", teachers, checksums, split=split, max_len=MAX_LEN, top_k=6, progress=False)
+    cache = TeacherTopKCache.build(tmp_path / "cache", teachers, checksums, train=split.train, num_items=split.num_items, max_len=MAX_LEN, top_k=6, progress=False)
     batch = next(iter(training_batches(split.train, MAX_LEN, 16, shuffle=True, seed=3)))
     valid = batch.targets != 0
     cached = cache.lookup(batch.users, valid, "cpu")
@@ -70,7 +73,7 @@ def test_cache_holds_each_teachers_top_k_at_every_training_position(split, teach
 @pytest.mark.shared_data
 def test_cached_and_on_the_fly_teachers_give_the_same_loss(split, teachers, tmp_path):
     kd = KDConfig(temperature=2.0, top_k=8, gate_rank=8, alpha=0.3)
-    common = {"split": split, "max_len": MAX_LEN, "batch_size": 64, "device": "cpu", "progress": False}
+    common = {"train": split.train, "num_items": split.num_items, "max_len": MAX_LEN, "batch_size": 64, "device": "cpu", "progress": False}
     on_the_fly = make_distillation_objective(teachers, kd, **common)
     cached = make_distillation_objective(teachers, KDConfig(**{**kd.to_dict(), "cache_dir": str(tmp_path / "c")}), **common)
     model = student(split).eval()
@@ -82,18 +85,18 @@ def test_cached_and_on_the_fly_teachers_give_the_same_loss(split, teachers, tmp_
 def test_stale_cache_is_refused(split, teachers, tmp_path):
     checksums = [model_checksum(t) for t in teachers[:2]]
     path = tmp_path / "cache"
-    TeacherTopKCache.build(path, teachers[:2], checksums, split=split, max_len=MAX_LEN, top_k=4, progress=False)
-    TeacherTopKCache.open(path, checksums, split, MAX_LEN, top_k=4)  # still valid
+    TeacherTopKCache.build(path, teachers[:2], checksums, train=split.train, num_items=split.num_items, max_len=MAX_LEN, top_k=4, progress=False)
+    TeacherTopKCache.open(path, checksums, split.train, split.num_items, MAX_LEN, top_k=4)  # still valid
     changed = build_model(**teachers[1].config)
     changed.load_state_dict(teachers[1].state_dict())
     with torch.no_grad():
         changed.item_embedding.weight[1, 0] += 0.5
     with pytest.raises(StaleTeacherCacheError, match="checksums"):
-        TeacherTopKCache.open(path, [checksums[0], model_checksum(changed)], split, MAX_LEN, top_k=4)
+        TeacherTopKCache.open(path, [checksums[0], model_checksum(changed)], split.train, split.num_items, MAX_LEN, top_k=4)
     with pytest.raises(StaleTeacherCacheError, match="max_len"):
-        TeacherTopKCache.open(path, checksums, split, MAX_LEN - 1, top_k=4)
+        TeacherTopKCache.open(path, checksums, split.train, split.num_items, MAX_LEN - 1, top_k=4)
     with pytest.raises(StaleTeacherCacheError, match="top 4"):
-        TeacherTopKCache.open(path, checksums, split, MAX_LEN, top_k=5)
+        TeacherTopKCache.open(path, checksums, split.train, split.num_items, MAX_LEN, top_k=5)
     kd = KDConfig(top_k=4, cache_dir=str(path))
     with pytest.raises(StaleTeacherCacheError):
         train(student(split), split, config(1), tmp_path / "run", teachers=[teachers[0], changed], kd=kd, progress=False)
@@ -114,3 +117,17 @@ def test_distillation_arguments_are_checked(split, teachers, tmp_path):
         KDConfig(alpha=1.5)
     with pytest.raises(ValueError, match="teacher_weights"):
         KDConfig(teacher_weights="entropy")
+
+
+@pytest.mark.shared_data
+def test_training_through_the_cache_follows_the_on_the_fly_run(split, teachers, tmp_path):
+    # windows="all": the cache is keyed by the rows of the windowed training set.
+    kd = KDConfig(temperature=2.0, top_k=10, gate_rank=10, alpha=0.5)
+    cfg = config(1, windows="all")
+    on_the_fly = train(student(split), split, cfg, tmp_path / "a", teachers=teachers, kd=kd, progress=False)
+    cached_kd = KDConfig(**{**kd.to_dict(), "cache_dir": str(tmp_path / "cache")})
+    cached = train(student(split), split, cfg, tmp_path / "b", teachers=teachers, kd=cached_kd, progress=False)
+    assert (tmp_path / "cache" / "meta.json").exists()
+    for a, b in zip(on_the_fly.history, cached.history, strict=True):
+        assert b["loss"] == pytest.approx(a["loss"], rel=1e-4)
+        assert b["valid"]["loss"] == pytest.approx(a["valid"]["loss"], rel=1e-4)
