@@ -173,7 +173,7 @@ def train(
 
 def _run_epoch(model, train_set, cfg, objective, optimizer, epoch, device, progress) -> dict:
     model.train()
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     batches = training_batches(
         train_set, cfg.max_len, cfg.batch_size, shuffle=True, seed=epoch_seed(cfg.seed, epoch)
     )
@@ -197,7 +197,14 @@ def _run_epoch(model, train_set, cfg, objective, optimizer, epoch, device, progr
     mean_loss = float(loss_sum) / steps
     if not np.isfinite(mean_loss):
         raise FloatingPointError(f"training loss became {mean_loss} in epoch {epoch}; lower TrainConfig.lr")
-    record = {"epoch": epoch, "loss": mean_loss, "steps": steps, "train_seconds": time.perf_counter() - start}
+    record = {
+        "epoch": epoch,
+        "loss": mean_loss,
+        "steps": steps,
+        "train_seconds": time.perf_counter() - start,
+        # CPU time of this process: on a shared machine wall time mostly measures the neighbours.
+        "train_cpu_seconds": time.process_time() - cpu_start,
+    }
     if hasattr(objective, "epoch_summary"):  # distillation: the CE and KD parts of the loss
         record.update(objective.epoch_summary())
     return record
