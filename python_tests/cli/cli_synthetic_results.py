@@ -50,5 +50,5 @@ def synthetic_meta():
                     "interactions": 1000, "sha256": "ab" * 32},
         "protocol": {"split": "leave-one-out", "ranking": "full", "mask_seen": False, "ks": [5, 10, 20],
                      "num_negatives": 100},
-        "seed": 0, "device": "cpu", "config_fingerprint": "0123456789abcdef", "seconds": 12.0,
+        "seed": 0, "device": "cpu", "config_fingerprint": "0123456789abcdef", "seconds": 12.0, "cpu_seconds": 20.0,
     }

@@ -133,6 +133,7 @@ class Experiment:
         self.records: list[dict] = []
         self.meta: dict = {}
         self.started = time.perf_counter()
+        self.cpu_started = time.process_time()
 
     # --- the run ---------------------------------------------------------------------------
     def run(self) -> int:
@@ -166,6 +167,8 @@ class Experiment:
                           f"report is in {self.dir.root}. Run the same command again to resume.", file=sys.stderr)
                 return 130
         results = self._write(partial=False, plots=self.make_plots)
+        self.echo(f"all {len(self.plans)} models finished; this invocation took {results['seconds']:.0f} s "
+                  f"({results['cpu_seconds']:.0f} CPU seconds)")
         self.echo("")
         self.echo(console_table(results))
         self.echo(f"report: {self.dir.root / 'report.md'}  (results.json, accuracy_vs_params.png, "
@@ -193,7 +196,10 @@ class Experiment:
         }
 
     def _write(self, partial: bool, plots: bool) -> dict:
-        meta = {**self.meta, "seconds": time.perf_counter() - self.started}
+        # CPU seconds (all threads) beside wall seconds: on a shared machine the wall time says
+        # more about the other processes than about this run.
+        meta = {**self.meta, "seconds": time.perf_counter() - self.started,
+                "cpu_seconds": time.process_time() - self.cpu_started}
         results = build_results(meta, list(self.records), partial, [p.name for p in self.plans])
         write_report(self.dir.root, results, make_plots=plots)
         return results

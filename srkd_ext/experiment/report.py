@@ -156,7 +156,8 @@ def render_report_md(results: dict) -> str:
         f"- srkd_ext {results['versions']['srkd_ext']}, torch {results['versions']['torch']}, "
         f"python {results['versions']['python']}; ops ran on "
         + ("the compiled kernels" if results["kernels"]["compiled"] else "the plain-PyTorch fallback (kernels not built)"),
-        f"- wall time {results['seconds']:.0f} s",
+        f"- wall time {results['seconds']:.0f} s ({results.get('cpu_seconds', float('nan')):.0f} CPU seconds) for "
+        "this invocation (a resumed run counts only what it did)",
         "",
     ]
     return "\n".join(lines)
