@@ -97,7 +97,8 @@ def test_full_ranking_evaluation_throughput(benchmark, num_items):
     benchmark.group = "full-ranking evaluation (SASRec d=64, 2,048 users)"
     result = benchmark.pedantic(lambda: evaluate(model, evalset, num_items), rounds=3, iterations=1,
                                 warmup_rounds=1)
-    benchmark.extra_info["users_per_second"] = num_users / benchmark.stats.stats.median
+    if benchmark.stats is not None:  # None under --benchmark-disable (one plain run)
+        benchmark.extra_info["users_per_second"] = num_users / benchmark.stats.stats.median
     benchmark.extra_info["num_items"] = num_items
     assert result["users"] == num_users and 0.0 <= result["NDCG@10"] <= 1.0
 
