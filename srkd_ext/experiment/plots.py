@@ -38,6 +38,7 @@ def _title_suffix(results: dict) -> str:
 def plot_accuracy_vs_params(results: dict, path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(8, 5.5), dpi=120)
     seen_roles = set()
+    labels = []
     for r in results["models"]:
         params = r.get("profile", {}).get("params")
         ndcg = r.get("test", {}).get(MAIN_METRIC)
@@ -48,7 +49,7 @@ def plot_accuracy_vs_params(results: dict, path: Path) -> Path:
         seen_roles.add(r["role"])
         ax.scatter(params, ndcg, s=140 if marker == "*" else 70, c=colour, marker=marker, label=label,
                    edgecolors="black", linewidths=0.5, zorder=3)
-        ax.annotate(r["name"], (params, ndcg), textcoords="offset points", xytext=(7, 5), fontsize=8)
+        labels.append(ax.annotate(r["name"], (params, ndcg), textcoords="offset points", xytext=(7, 5), fontsize=8))
     ax.set_xscale("log")
     ax.set_xlabel("parameters (log scale)")
     ax.set_ylabel(f"test {MAIN_METRIC}")
@@ -57,9 +58,26 @@ def plot_accuracy_vs_params(results: dict, path: Path) -> Path:
     ax.margins(x=0.15, y=0.12)
     ax.legend(loc="lower right", fontsize=8, title="role", title_fontsize=8)
     fig.tight_layout()
+    _separate_labels(fig, labels)
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def _separate_labels(fig, labels) -> None:
+    """Moves point labels down until none overlaps an earlier one (models of equal size and
+    similar accuracy would otherwise print their names on top of each other)."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    placed = []
+    for label in labels:
+        for _ in range(8):
+            box = label.get_window_extent(renderer).expanded(1.0, 1.1)
+            if not any(box.overlaps(other) for other in placed):
+                break
+            x, y = label.xyann
+            label.xyann = (x, y - 10)
+        placed.append(label.get_window_extent(renderer))
 
 
 def plot_validation_curves(results: dict, path: Path) -> Path:
