@@ -103,3 +103,25 @@ def test_profile_reports_size_and_speed(split):
     assert profile["params"] == fresh_model(split).num_parameters()
     assert profile["size_mb"] > 0
     assert profile["latency_ms_batch1"] > 0 and profile["throughput_batch4"] > 0
+
+
+def test_trimming_left_padding_changes_no_loss(split):
+    from types import SimpleNamespace
+
+    import torch.nn.functional as F
+
+    from srkd_ext.train.trainer import trim_left_padding
+
+    model = fresh_model(split).eval()
+    inputs = torch.zeros(3, 8, dtype=torch.int64)
+    inputs[0, 5:] = torch.tensor([3, 4, 5])
+    inputs[1, 6:] = torch.tensor([7, 8])
+    targets = torch.zeros_like(inputs)
+    targets[0, 5:] = torch.tensor([4, 5, 6])
+    targets[1, 6:] = torch.tensor([8, 9])
+    batch = SimpleNamespace(users=torch.arange(3), inputs=inputs, targets=targets)
+    trimmed = trim_left_padding(batch)
+    assert trimmed.inputs.shape == (3, 3) and torch.equal(trimmed.targets, targets[:, 5:])
+    full = F.cross_entropy(*model.training_logits(batch.inputs, batch.targets))
+    short = F.cross_entropy(*model.training_logits(trimmed.inputs, trimmed.targets))
+    torch.testing.assert_close(short, full)

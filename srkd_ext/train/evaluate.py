@@ -2,7 +2,9 @@
 
 Users are processed in chunks, so peak memory is one [chunk, num_items + 1] score block whatever
 the number of users; the chunk is further capped so that block stays under `max_scores_per_chunk`
-floats (256 MiB by default), which keeps catalogues of a million items within memory.
+floats (256 MiB by default), which keeps catalogues of a million items within memory. Chunks are
+formed in order of history length and cut to their longest history (srkd_ext.data's
+right-aligned windows), so short histories cost short forward passes.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import math
 import numpy as np
 import torch
 
-from srkd_ext.data import eval_batches
+from srkd_ext.data.batching import right_aligned
 from srkd_ext.models.base import SequentialRecommender
 from srkd_ext.train.metrics import RankingAccumulator, target_ranks
 
@@ -58,23 +60,30 @@ def evaluate(
 
     history_offsets = np.asarray(evalset.history.offsets, dtype=np.int64)
     history_items = np.asarray(evalset.history.items, dtype=np.int64)
-    expected_users = np.asarray(evalset.users, dtype=np.int64)
+    all_users = np.asarray(evalset.users, dtype=np.int64)
+    all_targets = np.asarray(evalset.targets, dtype=np.int64)
+    counts = np.minimum(np.diff(history_offsets), max_len)
+    # Users in order of history length: each chunk is cut to its longest history, so short
+    # histories are not encoded through max_len positions of padding (the models' outputs do not
+    # depend on the amount of left padding). The order depends only on the data, never on the
+    # chunk size, so metrics are identical for every chunking.
+    order = np.argsort(counts, kind="stable")
     accumulator = RankingAccumulator(ks)
     losses = []
     was_training = model.training
     model.to(device).eval()
-    row = 0
     try:
         with torch.no_grad():
-            for batch in eval_batches(evalset, max_len, chunk):
-                users = _as_tensor(batch.users)
-                count = int(users.numel())
-                if not np.array_equal(users.numpy(), expected_users[row : row + count]):
-                    raise RuntimeError("eval_batches did not yield the evaluation set's users in order")
-                inputs = _as_tensor(batch.inputs).to(device)
-                targets = _as_tensor(batch.targets).to(device)
+            for start in range(0, order.shape[0], chunk):
+                rows = order[start : start + chunk]
+                width = max(1, int(counts[rows].max()))
+                inputs = torch.from_numpy(
+                    right_aligned(history_items, history_offsets[rows + 1], counts[rows], width)
+                ).to(device)
+                users = torch.from_numpy(all_users[rows])
+                targets = torch.from_numpy(all_targets[rows]).to(device)
                 scores = model.predict(inputs).float()  # [C, N + 1], column 0 is -inf
-                seen_rows, seen_items = _seen_pairs(history_offsets, history_items, row, count)
+                seen_rows, seen_items = _seen_pairs(history_offsets, history_items, rows)
                 if protocol == "full":
                     losses.append(
                         (torch.logsumexp(scores[:, 1:], 1) - scores.gather(1, targets[:, None])[:, 0]).double().cpu()
@@ -91,11 +100,9 @@ def evaluate(
                     candidates = torch.cat([targets[:, None], negatives], dim=1)  # target is column 0
                     candidate_scores = scores.gather(1, candidates)
                     accumulator.add(_sampled_ranks(candidate_scores, candidates))
-                row += count
     finally:
         model.train(was_training)
-    if row != len(expected_users):
-        raise RuntimeError(f"eval_batches yielded {row} users, the evaluation set has {len(expected_users)}")
+    row = int(order.shape[0])
 
     result = accumulator.result()
     if protocol == "full":
@@ -106,15 +113,11 @@ def evaluate(
     return result
 
 
-def _as_tensor(x) -> torch.Tensor:
-    return x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
-
-
-def _seen_pairs(offsets: np.ndarray, items: np.ndarray, start: int, count: int):
-    """(chunk row, item) pairs of the history of rows start..start+count: two int64 tensors."""
-    lo, hi = offsets[start : start + count], offsets[start + 1 : start + count + 1]
+def _seen_pairs(offsets: np.ndarray, items: np.ndarray, chunk_rows: np.ndarray):
+    """(position in chunk, item) pairs of the whole history of the evaluation rows `chunk_rows`."""
+    lo, hi = offsets[chunk_rows], offsets[chunk_rows + 1]
     lengths = hi - lo
-    rows = np.repeat(np.arange(count, dtype=np.int64), lengths)
+    rows = np.repeat(np.arange(chunk_rows.shape[0], dtype=np.int64), lengths)
     flat = np.arange(lengths.sum(), dtype=np.int64) - np.repeat(np.cumsum(lengths) - lengths, lengths)
     return torch.from_numpy(rows), torch.from_numpy(items[np.repeat(lo, lengths) + flat])
 

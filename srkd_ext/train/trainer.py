@@ -182,7 +182,7 @@ def _run_epoch(model, train_set, cfg, objective, optimizer, epoch, device, progr
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     steps = 0
     for batch in bar:
-        batch = batch_to_device(batch, device)
+        batch = trim_left_padding(batch_to_device(batch, device))
         loss = objective(model, batch)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -223,6 +223,20 @@ def batch_to_device(batch, device) -> SimpleNamespace:
             value = value.to(device, non_blocking=True)
         out[name] = value
     return SimpleNamespace(**out)
+
+
+def trim_left_padding(batch: SimpleNamespace) -> SimpleNamespace:
+    """Drops the columns that are padding in every row of batch.inputs / batch.targets [B, L].
+
+    Every model's outputs are independent of the amount of left padding (right-aligned
+    positions, masked attention), so this only saves the work of encoding padding; the teacher
+    cache maps narrower batches to the same positions.
+    """
+    used = (batch.inputs != 0).any(0)
+    first = int(used.to(torch.int8).argmax()) if bool(used.any()) else batch.inputs.size(1) - 1
+    if first == 0:
+        return batch
+    return SimpleNamespace(**{**vars(batch), "inputs": batch.inputs[:, first:], "targets": batch.targets[:, first:]})
 
 
 def _check_same_run(saved: dict, current: dict, out_dir: Path) -> None:
