@@ -85,8 +85,9 @@ def evaluate(
                 scores = model.predict(inputs).float()  # [C, N + 1], column 0 is -inf
                 seen_rows, seen_items = _seen_pairs(history_offsets, history_items, rows)
                 if protocol == "full":
+                    # Column 0 is -inf, so the full-row logsumexp is the one over items 1..N (no slice copy).
                     losses.append(
-                        (torch.logsumexp(scores[:, 1:], 1) - scores.gather(1, targets[:, None])[:, 0]).double().cpu()
+                        (torch.logsumexp(scores, 1) - scores.gather(1, targets[:, None])[:, 0]).double().cpu()
                     )
                     if mask_seen:
                         target_scores = scores.gather(1, targets[:, None])

@@ -29,10 +29,16 @@ def target_ranks(scores: torch.Tensor, target_columns: torch.Tensor) -> torch.Te
     target_scores = scores.gather(1, target_columns[:, None])
     if torch.isnan(target_scores).any():
         raise ValueError("the score of a target item is NaN; the model produced invalid outputs")
-    greater = (scores > target_scores).sum(1)
-    columns = torch.arange(scores.size(1), device=scores.device)
-    ties_before = ((scores == target_scores) & (columns[None, :] < target_columns[:, None])).sum(1)
-    return 1 + greater + ties_before
+    # Counting in int32 avoids widening every boolean to int64 first (a catalogue has < 2^31 items).
+    greater = torch.sum(scores > target_scores, 1, dtype=torch.int32)
+    ties = torch.sum(scores == target_scores, 1, dtype=torch.int32)  # includes the target itself
+    ranks = 1 + greater.to(torch.int64)
+    tied_rows = (ties > 1).nonzero()[:, 0]
+    if tied_rows.numel():  # rare: resolve ties by item id only on the rows that have them
+        columns = torch.arange(scores.size(1), device=scores.device)
+        tied = scores[tied_rows] == target_scores[tied_rows]
+        ranks[tied_rows] += (tied & (columns[None, :] < target_columns[tied_rows, None])).sum(1)
+    return ranks
 
 
 def hit_rate(ranks: torch.Tensor, k: int) -> torch.Tensor:
