@@ -57,7 +57,12 @@ def test_epoch_order_depends_only_on_seed():
     assert sorted(order(1)) == list(range(39))
     batches = training_batches(train, max_len=3, batch_size=8, seed=5)
     assert len(batches) == 5
-    assert [b.users.tolist() for b in batches] == [b.users.tolist() for b in batches]  # iterating replays
+    for shuffle in (True, False):
+        batches = training_batches(train, max_len=3, batch_size=8, seed=5, shuffle=shuffle)
+        first_epoch = [b.users.tolist() for b in batches]
+        for batch in batches:
+            batch.users.zero_()  # a consumer writing into a batch must not change later epochs
+        assert [b.users.tolist() for b in batches] == first_epoch  # iterating replays
 
 
 def test_shared_data_batches_are_right_aligned_and_complete(shared_data_dir):

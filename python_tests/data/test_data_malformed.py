@@ -101,6 +101,7 @@ def test_malformed_lines(tmp_path, name, fmt, text, line, match):
 def test_undetectable_format(tmp_path):
     expect_error(write(tmp_path, "x.txt", "hello there\n"), "pass format=", line=1)
     expect_error(write(tmp_path, "x.txt", "1,2\n"), "header line naming the columns", line=1)
+    expect_error(write(tmp_path, "x.txt", "1\t2\t3\n"), "3 unnamed columns", line=1)
 
 
 def test_argument_errors(tmp_path):
@@ -109,13 +110,15 @@ def test_argument_errors(tmp_path):
         load_dataset(path, "json")
     with pytest.raises(ValueError, match="k_core must be a non-negative integer"):
         load_dataset(path, k_core=-1)
+    with pytest.raises(ValueError, match="min_rating must be a number"):
+        load_dataset(path, min_rating="4")
     with pytest.raises(DataError, match="min_rating=4 needs ratings"):
         load_dataset(path, min_rating=4)
     with pytest.raises(DataError, match="no interactions left .* k_core=3"):
         load_dataset(path, k_core=3)
     with pytest.raises(DataError, match="no such file: .*nothere.txt .*built-in: ml-100k"):
         load_dataset(tmp_path / "nothere.txt")
-    with pytest.raises(DataError, match="is a directory"):
+    with pytest.raises(DataError, match="is a directory without"):
         load_dataset(tmp_path)
     with pytest.raises(ValueError, match="does not apply to built-in dataset 'ml-100k'"):
         load_dataset("ml-100k", format="csv")

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from srkd_ext.data import leave_one_out_split, load_dataset, training_batches
 
 SETTINGS = settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 
 # Ids: plain integers, integers with leading zeros, and words (forcing string ids).
@@ -113,3 +113,40 @@ def test_training_positions_each_appear_once(tmp_path, lengths, max_len, batch_s
         steps = list(zip(seq[:-1], seq[1:], strict=True))[-max_len:]
         expected.update((row, a, b) for a, b in steps)
     assert pairs == expected
+
+
+def dataset_fingerprint(ds):
+    return (
+        ds.offsets.tolist(),
+        ds.items.tolist(),
+        [str(u) for u in ds.user_ids.tolist()],
+        [str(i) for i in ds.item_ids.tolist()],
+        None if ds.timestamps is None else ds.timestamps.tolist(),
+    )
+
+
+FAST_PATH_FILES = {
+    "log.inter": ("user_id:token\titem_id:token\ttimestamp:float\n", "{u}\t{i}\t{t}\n", None),
+    "log.csv": ("user,item,timestamp\n", "{u},{i},{t}\n", None),
+    "log.tsv": ("item\tuser\n", "{i}\t{u}\n", None),
+    "log.txt": ("", "{u} {i}\n", "user-item"),
+}
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=events, data=st.data())
+def test_fast_paths_agree_with_the_general_reader(tmp_path, monkeypatch, rows, data):
+    name = data.draw(st.sampled_from(sorted(FAST_PATH_FILES)))
+    header, row, fmt = FAST_PATH_FILES[name]
+    if fmt == "user-item":  # integer ids only
+        rows = [(str(sum(map(ord, u)) % 50), str(sum(map(ord, i)) % 50), t) for u, i, t in rows]
+    path = tmp_path / name
+    path.write_text(header + "".join(row.format(u=u, i=i, t=t) for u, i, t in rows))
+    fast = dataset_fingerprint(load_dataset(path, fmt))
+    with monkeypatch.context() as patch:
+        from srkd_ext.data import readers
+
+        patch.setattr(readers, "parse_integer_table", lambda *args, **kwargs: None)
+        patch.setattr(readers, "parse_delimited_columns", lambda *args, **kwargs: None)
+        slow = dataset_fingerprint(load_dataset(path, fmt))
+    assert fast == slow

@@ -133,3 +133,17 @@ def test_k_core_is_iterative(tmp_path):
     assert sequences(ds) == {1: [9, 7], 2: [9, 7]}
     assert ds.summary()["removed_by_k_core"] == 2
     assert ds.summary()["raw_interactions"] == 6
+
+
+@pytest.mark.parametrize("file_name", ["{dir}.inter", "u.data", "ratings.dat"])
+def test_directory_layouts(tmp_path, file_name):
+    folder = tmp_path / "ml-mini"
+    folder.mkdir()
+    text = {
+        "{dir}.inter": "user_id:token\titem_id:token\n1\t2\n",
+        "u.data": "1\t2\t5\t100\n",
+        "ratings.dat": "1::2::5::100\n",
+    }[file_name]
+    write(folder, file_name.format(dir="ml-mini"), text)
+    ds = load_dataset(folder)
+    assert ds.name == "ml-mini" and ds.num_interactions == 1

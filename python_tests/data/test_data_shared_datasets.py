@@ -4,6 +4,7 @@ Split sizes are recomputed here with a plain-Python leave-one-out over the raw f
 independently of the library (dicts and lists, stable sort on timestamp).
 """
 
+import json
 from collections import defaultdict
 
 import numpy as np
@@ -78,6 +79,8 @@ def test_statistics_and_checksum(loaded):
     assert summary["avg_length"] == pytest.approx(interactions / users)
     assert summary["density"] == pytest.approx(interactions / (users * items))
     assert f"{users:,} users" in str(ds) and sha256[:12] in str(ds)
+    assert json.loads(json.dumps(summary)) == summary  # stored with results as JSON
+    assert ds.item_ids[0] == "<pad>" and len(ds.item_ids) == items + 1 and len(ds.user_ids) == users
 
 
 def test_sequences_and_split_match_plain_python(loaded):
@@ -132,3 +135,16 @@ def test_batches_cover_every_training_target_once(loaded):
     assert np.array_equal(np.sort(seen), np.flatnonzero(lengths >= 2))
     n = sum(batch.targets.shape[0] for batch in eval_batches(split.test, max_len=max_len, batch_size=512))
     assert n == len(split.test)
+
+
+def test_ml100k_timestamp_ties(shared_data_dir):
+    # 75,772 of ml-100k's rows share their timestamp with another row of the same user
+    # (ANCHORS.md); the order among them must be file order, which the plain-Python
+    # comparison above checks. Here: the timestamps travel with their items.
+    ds = load_dataset(shared_data_dir / "ml-100k.inter")
+    users = np.repeat(np.arange(ds.num_users), ds.lengths)
+    same_as_next = (users[1:] == users[:-1]) & (ds.timestamps[1:] == ds.timestamps[:-1])
+    tied = np.zeros(ds.num_interactions, dtype=bool)
+    tied[1:] |= same_as_next
+    tied[:-1] |= same_as_next
+    assert int(tied.sum()) == 75_772

@@ -83,7 +83,7 @@ class TrainingBatches:
             rows = rows[np.random.default_rng(self.seed).permutation(rows.shape[0])]
         offsets, items = self.train.offsets, self.train.items
         for start in range(0, rows.shape[0], self.batch_size):
-            batch_rows = rows[start : start + self.batch_size]
+            batch_rows = rows[start : start + self.batch_size].copy()  # the batch must not alias rows
             ends = offsets[batch_rows + 1]
             counts = np.minimum(ends - offsets[batch_rows] - 1, self.max_len)
             inputs = right_aligned(items, ends - 1, counts, self.max_len)
@@ -96,7 +96,11 @@ class TrainingBatches:
 def training_batches(
     train: SequenceSet, max_len: int = 50, batch_size: int = 256, shuffle: bool = True, seed: int = 0
 ) -> TrainingBatches:
-    """Batches of every training sequence with at least 2 items (see the module docstring)."""
+    """Batches of every training sequence with at least 2 items (see the module docstring).
+
+    The order is a permutation drawn from ``seed`` alone (or row order when ``shuffle`` is
+    False); pass e.g. ``seed=base_seed + epoch`` for a new order each epoch.
+    """
     return TrainingBatches(train, max_len, batch_size, shuffle, seed)
 
 

@@ -25,21 +25,24 @@ class IntegerTable:
 
     Attributes:
         values: int64 [num_tokens], the value of every token.
-        line: int64 [num_tokens], 0-based index (relative to the parsed region) of the line each
-            token is on.
+        line_starts: int64 [num_lines + 1]; the tokens of line k (0-based, relative to the parsed
+            region) are ``values[line_starts[k]:line_starts[k+1]]``. A final line without a
+            newline counts as a line.
         leading_zero: bool [num_tokens], the token is written with a leading zero ("007"), so
             its text does not round-trip through int.
-        num_lines: number of lines in the parsed region (a final line without a newline counts).
     """
 
     values: np.ndarray
-    line: np.ndarray
+    line_starts: np.ndarray
     leading_zero: np.ndarray
-    num_lines: int
+
+    @property
+    def num_lines(self) -> int:
+        return int(self.line_starts.shape[0] - 1)
 
     def tokens_per_line(self) -> np.ndarray:
         """int64 [num_lines]: how many tokens each line holds (0 for blank lines)."""
-        return np.bincount(self.line, minlength=self.num_lines)
+        return np.diff(self.line_starts)
 
 
 def _byte_classes(separators: bytes) -> np.ndarray:
@@ -51,6 +54,21 @@ def _byte_classes(separators: bytes) -> np.ndarray:
     return table
 
 
+def _token_values(buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """int64 value of every digit run; tokens are grouped by length so each digit is read once."""
+    values = np.zeros(starts.shape[0], dtype=np.int64)
+    for length in np.flatnonzero(np.bincount(lengths)).tolist():
+        selected = np.flatnonzero(lengths == length)
+        first = starts[selected]
+        value = np.zeros(selected.shape[0], dtype=np.int64)
+        for position in range(length):
+            value *= 10
+            value += buf[first + position]
+            value -= 48
+        values[selected] = value
+    return values
+
+
 def parse_integer_table(data: bytes, start: int = 0, separators: bytes = b" \t") -> IntegerTable | None:
     """Parses ``data[start:]`` as integers separated by ``separators`` and newlines.
 
@@ -60,28 +78,22 @@ def parse_integer_table(data: bytes, start: int = 0, separators: bytes = b" \t")
     """
     buf = np.frombuffer(data, dtype=np.uint8)[start:]
     if buf.size == 0:
-        return IntegerTable(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, bool), 0)
+        return IntegerTable(np.zeros(0, np.int64), np.zeros(1, np.int64), np.zeros(0, bool))
     kind = _byte_classes(separators)[buf]
     if not kind.all():  # some byte is _INVALID (== 0)
         return None
-    is_digit = kind == _DIGIT
+    is_digit = (kind == _DIGIT).view(np.int8)
     # A token starts at a digit whose predecessor is not a digit, ends after a digit whose
     # successor is not one.
-    boundary = np.diff(is_digit.view(np.int8), prepend=np.int8(0), append=np.int8(0))
+    boundary = np.diff(is_digit, prepend=np.int8(0), append=np.int8(0))
     starts = np.flatnonzero(boundary == 1)
-    ends = np.flatnonzero(boundary == -1)
-    lengths = ends - starts
+    lengths = np.flatnonzero(boundary == -1) - starts
     if lengths.size and lengths.max() > _MAX_DIGITS:
         return None
-    values = np.zeros(starts.size, dtype=np.int64)
-    digits_at = np.zeros(starts.size, dtype=np.int64)
-    for position in range(int(lengths.max()) if lengths.size else 0):
-        # Horner's rule over the position-th digit of every token long enough to have one.
-        has = lengths > position
-        np.copyto(digits_at, buf[np.minimum(starts + position, buf.size - 1)].astype(np.int64) - 48)
-        values = np.where(has, values * 10 + digits_at, values)
     newlines = np.flatnonzero(kind == _NEWLINE)
-    line = np.searchsorted(newlines, starts)
-    num_lines = newlines.size + (0 if buf[-1] == ord("\n") else 1)
+    if buf[-1] != ord("\n"):
+        newlines = np.append(newlines, buf.size)
+    line_starts = np.zeros(newlines.shape[0] + 1, dtype=np.int64)
+    line_starts[1:] = np.searchsorted(starts, newlines)
     leading_zero = (buf[starts] == ord("0")) & (lengths > 1)
-    return IntegerTable(values, line.astype(np.int64), leading_zero, num_lines)
+    return IntegerTable(_token_values(buf, starts, lengths), line_starts, leading_zero)

@@ -22,10 +22,13 @@ def _resolve(source: str | os.PathLike, format: str | None, cache_dir) -> tuple[
     """
     path = Path(source).expanduser()
     if path.is_dir():
-        candidate = path / f"{path.name}.inter"  # RecBole's layout: <dir>/<dir>.inter
-        if not candidate.is_file():
-            raise DataError(f"{path} is a directory; pass the interaction file inside it")
-        return candidate, path.name, format
+        # RecBole's layout (<dir>/<dir>.inter) and the MovieLens archives' (u.data, ratings.dat).
+        for candidate in (path / f"{path.name}.inter", path / "u.data", path / "ratings.dat"):
+            if candidate.is_file():
+                return candidate, path.name, format
+        raise DataError(
+            f"{path} is a directory without {path.name}.inter, u.data or ratings.dat; pass the interaction file"
+        )
     if path.is_file():
         return path, path.stem, format
     if isinstance(source, str) and source in REGISTRY:

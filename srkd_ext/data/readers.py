@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from srkd_ext.data.delimited_table import parse_delimited_columns
 from srkd_ext.data.errors import DataFormatError
 from srkd_ext.data.integer_table import IntegerTable, parse_integer_table
 
@@ -48,7 +49,8 @@ class InteractionLog:
     """Events of one file in file order.
 
     Attributes:
-        users, items: [n] original ids, int64 or numpy strings.
+        users, items: [n] original ids: int64, numpy str, or numpy bytes (UTF-8, from the
+            fast path for string ids; decoded once per distinct id when sequences are built).
         timestamps: float64 [n] or None when the format has no time (file order is time order).
         ratings: float64 [n] or None.
     """
@@ -68,7 +70,7 @@ def read_log(data: bytes, path: Path | None, fmt: str) -> InteractionLog:
     """Parses ``data`` (the whole file) in format ``fmt`` (one of :data:`FORMATS`)."""
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)} (or None to detect), got {fmt!r}")
-    if not data.strip():
+    if _blank(data):
         raise DataFormatError(path, None, f"interactions in {fmt} format", "an empty file")
     reader = {
         "atomic": _read_atomic,
@@ -83,6 +85,11 @@ def read_log(data: bytes, path: Path | None, fmt: str) -> InteractionLog:
 
 
 # ---------------------------------------------------------------------------- text helpers
+
+
+def _blank(data: bytes) -> bool:
+    """Only whitespace (without copying the data, unlike ``not data.strip()``)."""
+    return not data or data.isspace()
 
 
 def _decode(data: bytes, path: Path | None, first_line: int = 1) -> str:
@@ -319,7 +326,7 @@ def _parse_named_header(header: str, path, delimiter: str) -> dict[str, int]:
 def _read_with_header(data: bytes, path, fmt: str, delimiter: str, roles: dict[str, int], body_start: int):
     """Reads the body of an atomic/csv/tsv file whose header mapped roles to columns."""
     ncols = roles["__ncols__"]
-    header_only = not data[body_start:].strip()
+    header_only = _blank(data[body_start:])
     _require_interactions(0 if header_only else 1, path, fmt, header_only=True)
     table = parse_integer_table(data, body_start, delimiter.encode())
     if table is not None:
@@ -339,6 +346,9 @@ def _read_with_header(data: bytes, path, fmt: str, delimiter: str, roles: dict[s
             timestamps=column["timestamp"].astype(np.float64) if "timestamp" in column else None,
             ratings=column["rating"].astype(np.float64) if "rating" in column else None,
         )
+    log = _read_string_table_fast(data, path, fmt, delimiter, roles, body_start)
+    if log is not None:
+        return log
     first_line = 2  # the header is exactly one line
     body = _decode(data[body_start:], path, first_line)
     values: dict[str, list[str]] = {role: [] for role in roles if role != "__ncols__"}
@@ -370,6 +380,49 @@ def _read_with_header(data: bytes, path, fmt: str, delimiter: str, roles: dict[s
         if "timestamp" in values
         else None,
         ratings=_float_column(values["rating"], numbers, path, "rating") if "rating" in values else None,
+    )
+
+
+def _bytes_token_column(column: np.ndarray) -> np.ndarray:
+    """Like :func:`_token_column` for a bytes array: int64 when every id is a plain integer."""
+    try:
+        ints = column.astype(np.int64)
+    except (ValueError, OverflowError):
+        return column
+    return ints if np.array_equal(ints.astype(column.dtype), column) else column
+
+
+def _read_string_table_fast(
+    data: bytes, path, fmt: str, delimiter: str, roles: dict[str, int], body_start: int
+):
+    """The byte-level reader for regular files with string ids; None when it does not apply."""
+    wanted = [role for role in ("user", "item", "timestamp", "rating") if role in roles]
+    columns = parse_delimited_columns(
+        data, body_start, delimiter.encode(), roles["__ncols__"], [roles[role] for role in wanted]
+    )
+    if columns is None:
+        return None
+    try:
+        data[body_start:].decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    column = dict(zip(wanted, columns, strict=True))
+    numeric = {}
+    for role in ("timestamp", "rating"):
+        if role in column:
+            try:
+                numeric[role] = column[role].astype(np.float64)
+            except ValueError:
+                return None
+            if not np.isfinite(numeric[role]).all():
+                return None
+    return InteractionLog(
+        path,
+        fmt,
+        _bytes_token_column(column["user"]),
+        _bytes_token_column(column["item"]),
+        timestamps=numeric.get("timestamp"),
+        ratings=numeric.get("rating"),
     )
 
 
@@ -407,7 +460,7 @@ def detect_format(data: bytes, path: Path | None) -> str:
         return "csv"
     if name.endswith(".tsv"):
         return "tsv"
-    if not data.strip():
+    if _blank(data):
         raise DataFormatError(path, None, "interactions", "an empty file")
     head = data[: 1 << 16].decode("utf-8-sig", errors="replace")
     lines = [line.rstrip("\r") for line in head.split("\n")[:-1] or [head] if line.strip()][:1000]
@@ -433,6 +486,14 @@ def detect_format(data: bytes, path: Path | None) -> str:
         raise DataFormatError(path, 1, "a header line naming the columns of a CSV file", repr(first[:80]))
     if len(tab_fields) == 4:
         return "ml-100k-udata"
+    if len(tab_fields) == 3:
+        # user item rating? user item time? Guessing would silently read a column as items.
+        raise DataFormatError(
+            path,
+            1,
+            "a header naming the columns (then it reads as tsv), or an explicit format=",
+            "3 unnamed columns",
+        )
     if all(len(line.split()) == 2 for line in lines):
         return "user-item"
     return "user-seq"

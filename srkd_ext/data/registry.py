@@ -13,6 +13,7 @@ Cache directory: ``cache_dir`` argument, else ``$SRKD_CACHE``, else ``~/.cache/s
 from __future__ import annotations
 
 import hashlib
+import http.client
 import io
 import logging
 import os
@@ -147,7 +148,13 @@ def fetch_builtin(name: str, cache_dir: str | os.PathLike | None = None) -> Path
     for label, fetch in sources:
         try:
             data = fetch(spec)
-        except (OSError, KeyError, zipfile.BadZipFile, subprocess.SubprocessError) as exc:
+        except (
+            OSError,
+            KeyError,
+            zipfile.BadZipFile,
+            subprocess.SubprocessError,
+            http.client.HTTPException,
+        ) as exc:
             failures.append(f"{label}: {exc}")
             log.info("could not fetch %s from %s: %s", name, label, exc)
             continue
@@ -155,7 +162,13 @@ def fetch_builtin(name: str, cache_dir: str | os.PathLike | None = None) -> Path
         if digest != spec.sha256:
             failures.append(f"{label}: sha256 {digest[:16]}... does not match {spec.sha256[:16]}...")
             continue
-        _write_atomically(path, data)
+        try:
+            _write_atomically(path, data)
+        except OSError as exc:
+            raise DatasetUnavailableError(
+                f"fetched {name!r} but cannot write it to the cache {path}: {exc.strerror or exc}; "
+                f"point SRKD_CACHE (or cache_dir) at a writable folder"
+            ) from None
         log.info("fetched %s from %s into %s", name, label, path)
         return path
     raise DatasetUnavailableError(

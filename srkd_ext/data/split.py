@@ -91,7 +91,12 @@ def take_prefixes(
 
 
 def leave_one_out_split(dataset: SequenceDataset) -> LeaveOneOutSplit:
-    """Splits every user's sequence into train / validation target / test target."""
+    """Splits every user's sequence into train / validation target / test target.
+
+    ``train`` has one row per dataset user (row r is user r, ``train.users == arange``), so
+    a training batch's ``users`` index both the dataset and ``train``. ``valid`` and ``test``
+    hold the users with at least 3 interactions, in the same order.
+    """
     lengths = dataset.lengths
     evaluated = lengths >= 3
     train_lengths = np.where(evaluated, lengths - 2, lengths)
