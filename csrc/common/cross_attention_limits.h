@@ -12,14 +12,15 @@
 
 namespace srkd {
 
-// Largest supported head dim: the CUDA kernel keeps a query row of this many floats in
-// registers per thread group, the CPU kernel sizes its staging buffers by it.
+// Largest supported head dim: the CUDA kernels size their shared-memory tiles and register
+// accumulators for at most this many columns.
 constexpr int64_t kMaxHeadDim = 128;
 
-// Number of keys query `i` may look at before the key padding mask: all L, or i + 1 under
-// the causal mask.
-SRKD_HOST_DEVICE inline int64_t causal_key_end(int64_t i, int64_t length, bool causal) {
-  return causal ? (i + 1 < length ? i + 1 : length) : length;
+// Whether query i may attend to key j: j is a real position (< length), not padding, and not
+// in the future under the causal mask. key_padding_row: the [L] row of batch b, or nullptr.
+SRKD_HOST_DEVICE inline bool key_allowed(int64_t i, int64_t j, int64_t length, bool causal,
+                                         const bool* key_padding_row) {
+  return j < length && (!causal || j <= i) && (key_padding_row == nullptr || !key_padding_row[j]);
 }
 
 }  // namespace srkd

@@ -102,12 +102,42 @@ inline void check_cached_teachers(const at::Tensor& student, const at::Tensor& i
               "fused_kd_loss: the teacher cache must be on the student's device ", student.device());
 }
 
-// Outputs: row_loss, grad, row_ce, row_kd (accumulation dtype) and active [T, B].
+enum class Reduction { kMean, kSum, kNone };
+
+inline Reduction parse_reduction(c10::string_view reduction) {
+  if (reduction == "mean") return Reduction::kMean;
+  if (reduction == "sum") return Reduction::kSum;
+  TORCH_CHECK(reduction == "none", "fused_kd_loss: reduction must be 'mean', 'sum' or 'none', got '", reduction,
+              "'");
+  return Reduction::kNone;
+}
+
+// Outputs: per-row loss (becomes the loss for "none"), grad, row_ce, row_kd (accumulation
+// dtype) and active [T, B].
 inline KdOutputs allocate_outputs(const at::Tensor& student, int64_t num_teachers) {
   const auto acc = student.options().dtype(accumulation_type(student.scalar_type()));
   const int64_t B = student.size(0);
   return {at::empty({B}, acc), at::empty_like(student, at::MemoryFormat::Contiguous), at::empty({B}, acc),
           at::empty({B}, acc), at::empty({num_teachers, B}, student.options().dtype(at::kBool))};
+}
+
+// The number of rows whose target is not ignore_index (the divisor of "mean").
+inline int64_t count_valid_rows(const at::Tensor& target, int64_t ignore_index) {
+  return target.ne(ignore_index).sum().item<int64_t>();
+}
+
+// Scale of each row's gradient for an upstream gradient of 1: 1 / (non-ignored rows) for "mean".
+inline double row_gradient_scale(Reduction reduction, int64_t n_valid) {
+  return reduction == Reduction::kMean ? 1.0 / static_cast<double>(std::max<int64_t>(n_valid, 1)) : 1.0;
+}
+
+// Replaces the per-row loss (first output) by the reduced loss.
+inline void reduce_rows(KdOutputs& outputs, Reduction reduction, int64_t n_valid) {
+  at::Tensor& rows = std::get<0>(outputs);
+  if (reduction == Reduction::kNone) return;
+  at::Tensor total = rows.sum();
+  if (reduction == Reduction::kMean) total = total / static_cast<double>(std::max<int64_t>(n_valid, 1));
+  rows = total;
 }
 
 }  // namespace srkd::kd

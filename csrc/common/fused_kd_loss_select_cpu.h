@@ -11,9 +11,9 @@ namespace srkd::kd {
 // Reused across the rows one thread handles (no allocation per row).
 template <typename acc_t>
 struct SelectionScratch {
-  std::vector<acc_t> values;   // the selected logits, [k] (unordered)
+  std::vector<acc_t> values;   // the selected logits, [k] (unordered); group maxima before that
   std::vector<int64_t> items;  // their item indices, [k]
-  std::vector<std::pair<acc_t, int64_t>> pairs;  // nth_element workspace for large k
+  std::vector<std::pair<acc_t, int64_t>> pairs;  // candidates (value, item) for nth_element
 };
 
 template <typename acc_t>
@@ -24,9 +24,10 @@ struct TeacherScan {
   bool selected_all;  // k == N: every item is selected, scratch is untouched
 };
 
-// One pass over z[0, n): selects the k largest logits (ties: lower index first) into
-// scratch.values/items, unless k == n; counts the logits greater than z_target when
-// count_greater. A NaN row leaves the selection unspecified (the caller makes the row NaN).
+// Selects the k largest logits of z[0, n) (ties: lower index first) into scratch.values/items,
+// unless k == n, reading the row once from memory (a second pass hits the cache); counts the
+// logits greater than z_target when count_greater. A NaN row leaves the selection unspecified
+// (the caller makes the row NaN).
 template <typename acc_t>
 TeacherScan<acc_t> scan_teacher_row(const acc_t* z, int64_t n, int64_t k, acc_t z_target, bool count_greater,
                                     SelectionScratch<acc_t>& scratch);

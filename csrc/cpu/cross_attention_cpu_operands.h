@@ -9,6 +9,7 @@
 #pragma once
 
 #include <ATen/ATen.h>
+#include <ATen/cpu/vec/vec.h>
 
 #include <algorithm>
 #include <cstdint>
@@ -75,7 +76,18 @@ StagedRows<acc_t> stage_rows(HeadSlice<scalar_t> s, int64_t row0, int64_t row1, 
 template <typename scalar_t, typename acc_t>
 void stage_transposed(HeadSlice<scalar_t> s, int64_t rows, int64_t head_dim, int64_t padded_dim, acc_t* buffer,
                       int64_t ld) {
-  for (int64_t j = 0; j < rows; ++j) {
+  int64_t j = 0;
+  if constexpr (std::is_same_v<scalar_t, float> && std::is_same_v<acc_t, float>) {
+    // The common float32 layout: 8 x 8 register transposes instead of strided scalar stores.
+    if (s.col_stride == 1 && head_dim % 8 == 0) {
+      for (; j + 8 <= rows; j += 8) {
+        for (int64_t d = 0; d < head_dim; d += 8) {
+          at::vec::transpose_mxn<float, 8, 8>(s.data + j * s.row_stride + d, s.row_stride, buffer + d * ld + j, ld);
+        }
+      }
+    }
+  }
+  for (; j < rows; ++j) {
     for (int64_t d = 0; d < head_dim; ++d) buffer[d * ld + j] = static_cast<acc_t>(s.at(j, d));
   }
   for (int64_t d = 0; d < padded_dim; ++d) {
@@ -100,8 +112,31 @@ const acc_t* stage_key_bias(const bool* key_padding_mask, int64_t b, int64_t len
 template <typename scalar_t, typename acc_t>
 void store_rows(const acc_t* src, int64_t src_ld, int64_t rows, int64_t head_dim, scalar_t* dst) {
   for (int64_t r = 0; r < rows; ++r) {
-    for (int64_t d = 0; d < head_dim; ++d) dst[r * head_dim + d] = static_cast<scalar_t>(src[r * src_ld + d]);
+    if constexpr (std::is_same_v<scalar_t, acc_t>) {
+      std::copy(src + r * src_ld, src + r * src_ld + head_dim, dst + r * head_dim);
+    } else {
+      for (int64_t d = 0; d < head_dim; ++d) dst[r * head_dim + d] = static_cast<scalar_t>(src[r * src_ld + d]);
+    }
   }
+}
+
+// Where a task accumulates rows it will write to the contiguous output `out_rows`: the output
+// itself when it already has the compute type and no column padding (no copy at the end),
+// else `scratch` (finish_rows then converts).
+template <typename scalar_t, typename acc_t>
+acc_t* accumulation_rows(scalar_t* out_rows, int64_t head_dim, int64_t padded_dim, acc_t* scratch) {
+  if constexpr (std::is_same_v<scalar_t, acc_t>) {
+    if (head_dim == padded_dim) return out_rows;
+  }
+  return scratch;
+}
+
+template <typename scalar_t, typename acc_t>
+void finish_rows(const acc_t* acc, int64_t rows, int64_t head_dim, int64_t padded_dim, scalar_t* out_rows) {
+  if constexpr (std::is_same_v<scalar_t, acc_t>) {
+    if (acc == out_rows) return;
+  }
+  store_rows(acc, padded_dim, rows, head_dim, out_rows);
 }
 
 // Which tensors one direction reads: direction 0 = a queries attend to b keys/values,

@@ -62,39 +62,41 @@ inline void gemm_micro(int64_t k, TileA<T> a, const T* b, int64_t ldb, T* c, int
   }
 }
 
-template <typename T, int R, bool kAccumulate>
-inline void gemm_row_group(int64_t n, int64_t k, TileA<T> a, const T* b, int64_t ldb, T* c, int64_t ldc) {
-  constexpr int W = at::vec::Vectorized<T>::size();
-  int64_t col = 0;
-  for (; col + 2 * W <= n; col += 2 * W) {
-    gemm_micro<T, R, 2, kAccumulate>(k, a, b + col, ldb, c + col, ldc);
+// Rows [0, m) of one column strip: full R-row blocks, then one smaller block for the rest.
+template <typename T, int R, int NV, bool kAccumulate>
+inline void gemm_strip(int64_t m, int64_t k, TileA<T> a, const T* b, int64_t ldb, T* c, int64_t ldc) {
+  int64_t row = 0;
+  for (; row + R <= m; row += R) {
+    gemm_micro<T, R, NV, kAccumulate>(k, TileA<T>{a.data + row * a.row_stride, a.row_stride, a.col_stride}, b, ldb,
+                                      c + row * ldc, ldc);
   }
-  if (col < n) {  // n is a multiple of W: at most one vector left
-    gemm_micro<T, R, 1, kAccumulate>(k, a, b + col, ldb, c + col, ldc);
+  const TileA<T> rest{a.data + row * a.row_stride, a.row_stride, a.col_stride};
+  T* c_rest = c + row * ldc;
+  switch (m - row) {
+    case 5: if constexpr (R > 5) gemm_micro<T, 5, NV, kAccumulate>(k, rest, b, ldb, c_rest, ldc); break;
+    case 4: if constexpr (R > 4) gemm_micro<T, 4, NV, kAccumulate>(k, rest, b, ldb, c_rest, ldc); break;
+    case 3: if constexpr (R > 3) gemm_micro<T, 3, NV, kAccumulate>(k, rest, b, ldb, c_rest, ldc); break;
+    case 2: if constexpr (R > 2) gemm_micro<T, 2, NV, kAccumulate>(k, rest, b, ldb, c_rest, ldc); break;
+    case 1: gemm_micro<T, 1, NV, kAccumulate>(k, rest, b, ldb, c_rest, ldc); break;
+    default: break;
   }
 }
 
-// Rows per register block: 4 rows x 2 vectors = 8 accumulators, which leaves AVX2's other
-// 8 registers for the B vectors and the broadcast A values.
-constexpr int kGemmRows = 4;
+// Rows per causal trimming group used by the callers (a multiple of the 3-row blocks below).
+constexpr int kGemmRows = 6;
 
-// C[m, n] (+)= A[m, k] . B[k, n]. n must be a multiple of the SIMD width (callers pad their
+// C[m, n] (+)= A[m, k] . B[k, n]. n must be a multiple of the SIMD width W (callers pad their
 // buffers); m and k are arbitrary. k == 0 with kAccumulate leaves C untouched.
+// Register blocks hold 12 accumulators (AVX2 has 16 registers; FMA latency x 2 ports needs
+// about 10 in flight): 3 rows x 4 vectors while 4 vectors of columns remain, whose B loads
+// are shared by 3 rows; 6 rows x 2 or 1 vectors for the rest.
 template <typename T, bool kAccumulate>
-inline void gemm(int64_t m, int64_t n, int64_t k, TileA<T> a, const T* b, int64_t ldb, T* c,
-                 int64_t ldc) {
-  int64_t row = 0;
-  for (; row + kGemmRows <= m; row += kGemmRows) {
-    TileA<T> a_rows{a.data + row * a.row_stride, a.row_stride, a.col_stride};
-    gemm_row_group<T, kGemmRows, kAccumulate>(n, k, a_rows, b, ldb, c + row * ldc, ldc);
-  }
-  TileA<T> a_rows{a.data + row * a.row_stride, a.row_stride, a.col_stride};
-  switch (m - row) {
-    case 3: gemm_row_group<T, 3, kAccumulate>(n, k, a_rows, b, ldb, c + row * ldc, ldc); break;
-    case 2: gemm_row_group<T, 2, kAccumulate>(n, k, a_rows, b, ldb, c + row * ldc, ldc); break;
-    case 1: gemm_row_group<T, 1, kAccumulate>(n, k, a_rows, b, ldb, c + row * ldc, ldc); break;
-    default: break;
-  }
+inline void gemm(int64_t m, int64_t n, int64_t k, TileA<T> a, const T* b, int64_t ldb, T* c, int64_t ldc) {
+  constexpr int W = at::vec::Vectorized<T>::size();
+  int64_t col = 0;
+  for (; col + 4 * W <= n; col += 4 * W) gemm_strip<T, 3, 4, kAccumulate>(m, k, a, b + col, ldb, c + col, ldc);
+  for (; col + 2 * W <= n; col += 2 * W) gemm_strip<T, 6, 2, kAccumulate>(m, k, a, b + col, ldb, c + col, ldc);
+  if (col < n) gemm_strip<T, 6, 1, kAccumulate>(m, k, a, b + col, ldb, c + col, ldc);
 }
 
 }  // namespace srkd::cpu

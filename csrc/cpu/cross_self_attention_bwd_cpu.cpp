@@ -29,9 +29,21 @@ namespace {
 template <typename scalar_t, typename acc_t>
 void row_dot(HeadSlice<scalar_t> grad_out, HeadSlice<scalar_t> out, int64_t row0, int64_t row1, int64_t head_dim,
              acc_t* delta) {
+  using Vec = at::vec::Vectorized<acc_t>;
+  constexpr int64_t W = Vec::size();
   for (int64_t r = row0; r < row1; ++r) {
     acc_t sum = 0;
-    for (int64_t d = 0; d < head_dim; ++d) {
+    int64_t d = 0;
+    if constexpr (std::is_same_v<scalar_t, acc_t>) {
+      if (grad_out.col_stride == 1 && out.col_stride == 1) {
+        const acc_t* g = grad_out.data + r * grad_out.row_stride;
+        const acc_t* o = out.data + r * out.row_stride;
+        Vec acc(acc_t(0));
+        for (; d + W <= head_dim; d += W) acc = at::vec::fmadd(Vec::loadu(g + d), Vec::loadu(o + d), acc);
+        sum = at::vec::vec_reduce_all<acc_t>([](Vec& x, Vec& y) { return x + y; }, acc);
+      }
+    }
+    for (; d < head_dim; ++d) {
       sum += static_cast<acc_t>(grad_out.at(r, d)) * static_cast<acc_t>(out.at(r, d));
     }
     delta[r - row0] = sum;
@@ -39,25 +51,21 @@ void row_dot(HeadSlice<scalar_t> grad_out, HeadSlice<scalar_t> out, int64_t row0
 }
 
 // For j < n: p = exp(s * scale + bias - lse); s <- p; ds <- p * (dp - delta) * scale.
-// Columns [n, width) of both rows are zeroed (the GEMMs read whole 4-row groups).
+// Columns [n, width) of both rows are zeroed (the GEMMs read whole row groups). Whole vectors
+// are processed: the score rows and the key bias are padded past n to a multiple of the width.
 template <typename acc_t>
 void probabilities_and_score_grads(acc_t* s, acc_t* dp, const acc_t* bias, int64_t n, int64_t width, acc_t scale,
                                    acc_t lse, acc_t delta) {
   using Vec = at::vec::Vectorized<acc_t>;
   constexpr int64_t W = Vec::size();
-  const Vec vscale(scale), vlse(lse), vdelta(delta);
+  const Vec vscale(scale), vlse(lse), vdelta(delta), zero(acc_t(0));
   int64_t j = 0;
-  for (; j + W <= n; j += W) {
+  for (; j < n; j += W) {
     Vec x = Vec::loadu(s + j) * vscale;
     if (bias != nullptr) x = x + Vec::loadu(bias + j);
-    const Vec p = (x - vlse).exp_u20();
+    const Vec p = Vec::set(zero, (x - vlse).exp_u20(), std::min<int64_t>(W, n - j));
     p.store(s + j);
     (p * (Vec::loadu(dp + j) - vdelta) * vscale).store(dp + j);
-  }
-  for (; j < n; ++j) {
-    const acc_t p = std::exp(s[j] * scale + (bias != nullptr ? bias[j] : acc_t(0)) - lse);
-    s[j] = p;
-    dp[j] = p * (dp[j] - delta) * scale;
   }
   for (j = std::max<int64_t>(n, 0); j < width; ++j) s[j] = dp[j] = acc_t(0);
 }
@@ -107,7 +115,7 @@ void backward_kernel(const at::Tensor& grad_o_a, const at::Tensor& grad_o_b, con
         grad_out_rows(kQueryBlock * padded_dim);
     std::vector<acc_t> scores(kQueryBlock * kKeyBlock), score_grads(kQueryBlock * kKeyBlock);
     std::vector<acc_t> grad_query(kQueryBlock * padded_dim), delta(kQueryBlock), bias_buffer(padded_length);
-    std::vector<acc_t> own_key_grads(partial_data ? 0 : 2 * slice_elems);
+    std::vector<acc_t> own_key_grads(partial_data ? 0 : slice_elems), own_value_grads(partial_data ? 0 : slice_elems);
 
     for (int64_t task = begin; task < end; ++task) {
       const int64_t slice = task / plan.splits, split = task % plan.splits;
@@ -129,10 +137,16 @@ void backward_kernel(const at::Tensor& grad_o_a, const at::Tensor& grad_o_b, con
                        padded_length);
       const StagedRows<acc_t> key = stage_rows(key_slice, 0, key_end, head_dim, padded_dim, key_rows.data());
       const acc_t* bias = stage_key_bias(key_padding_mask, b, length, bias_buffer.data());
+      // dK, dV rows [0, L) of the slice: the outputs themselves, scratch, or this split's partial.
+      const int64_t slice_out_offset = (b * heads + h) * length * head_dim;
+      scalar_t* dk_rows = dk_t.data_ptr<scalar_t>() + slice_out_offset;
+      scalar_t* dv_rows = dv_t.data_ptr<scalar_t>() + slice_out_offset;
       acc_t* grad_key = partial_data ? partial_data + (slice * plan.splits + split) * 2 * slice_elems
-                                     : own_key_grads.data();
-      acc_t* grad_value = grad_key + slice_elems;
-      std::fill(grad_key, grad_key + 2 * slice_elems, acc_t(0));
+                                     : accumulation_rows(dk_rows, head_dim, padded_dim, own_key_grads.data());
+      acc_t* grad_value = partial_data ? grad_key + slice_elems
+                                       : accumulation_rows(dv_rows, head_dim, padded_dim, own_value_grads.data());
+      std::fill(grad_key, grad_key + length * padded_dim, acc_t(0));
+      std::fill(grad_value, grad_value + length * padded_dim, acc_t(0));
 
       for (int64_t qb = qb_begin; qb < qb_end; ++qb) {
         const int64_t q0 = qb * kQueryBlock, q1 = std::min(q0 + kQueryBlock, length), rows = q1 - q0;
@@ -144,7 +158,9 @@ void backward_kernel(const at::Tensor& grad_o_a, const at::Tensor& grad_o_b, con
             stage_rows(grad_out_slice, q0, q1, head_dim, padded_dim, grad_out_rows.data());
         row_dot(grad_out_slice, head_slice<scalar_t>(out_t, b, h), q0, q1, head_dim, delta.data());
         const acc_t* lse_row = lse_data + slice * length + q0;
-        std::fill(grad_query.begin(), grad_query.begin() + rows * padded_dim, acc_t(0));
+        scalar_t* dq_rows = dq_t.data_ptr<scalar_t>() + ((b * heads + h) * length + q0) * head_dim;
+        acc_t* grad_q = accumulation_rows(dq_rows, head_dim, padded_dim, grad_query.data());  // [rows, padded_dim]
+        std::fill(grad_q, grad_q + rows * padded_dim, acc_t(0));
 
         for (int64_t k0 = 0; k0 < block_key_end; k0 += kKeyBlock) {
           const int64_t keys = std::min(kKeyBlock, block_key_end - k0);
@@ -173,9 +189,9 @@ void backward_kernel(const at::Tensor& grad_o_a, const at::Tensor& grad_o_b, con
             const int64_t n = group_keys(g1);
             if (n <= 0) continue;
             gemm<acc_t, true>(g1 - g0, padded_dim, n, TileA<acc_t>{score_grads.data() + g0 * kKeyBlock, kKeyBlock, 1},
-                              key.data + k0 * key.ld, key.ld, grad_query.data() + g0 * padded_dim, padded_dim);
+                              key.data + k0 * key.ld, key.ld, grad_q + g0 * padded_dim, padded_dim);
           }
-          // dV += P^T dO and dK += dS^T Q, over the queries that can see each 4-key group.
+          // dV += P^T dO and dK += dS^T Q, over the queries that can see each group of keys.
           for (int64_t j0 = 0; j0 < keys; j0 += kGemmRows) {
             const int64_t j1 = std::min(j0 + kGemmRows, keys);
             const int64_t first_query = causal ? std::max<int64_t>(0, k0 + j0 - q0) : 0;
@@ -190,13 +206,11 @@ void backward_kernel(const at::Tensor& grad_o_a, const at::Tensor& grad_o_b, con
                               padded_dim);
           }
         }
-        store_rows(grad_query.data(), padded_dim, rows, head_dim,
-                   dq_t.data_ptr<scalar_t>() + ((b * heads + h) * length + q0) * head_dim);
+        finish_rows(grad_q, rows, head_dim, padded_dim, dq_rows);
       }
       if (partial_data == nullptr) {
-        const int64_t offset = (b * heads + h) * length * head_dim;
-        store_rows(grad_key, padded_dim, length, head_dim, dk_t.data_ptr<scalar_t>() + offset);
-        store_rows(grad_value, padded_dim, length, head_dim, dv_t.data_ptr<scalar_t>() + offset);
+        finish_rows(grad_key, length, head_dim, padded_dim, dk_rows);
+        finish_rows(grad_value, length, head_dim, padded_dim, dv_rows);
       }
     }
   });
@@ -208,9 +222,11 @@ void backward_kernel(const at::Tensor& grad_o_a, const at::Tensor& grad_o_b, con
     for (int64_t slice = begin; slice < end; ++slice) {
       const int64_t h = slice % heads, b = (slice / heads) % batch, direction = slice / (heads * batch);
       std::fill(total.begin(), total.end(), acc_t(0));
+      const int64_t used = length * padded_dim;  // rows past L are never written
       for (int64_t split = 0; split < plan.splits; ++split) {
         const acc_t* part = partial_data + (slice * plan.splits + split) * 2 * slice_elems;
-        for (int64_t e = 0; e < 2 * slice_elems; ++e) total[e] += part[e];
+        for (int64_t e = 0; e < used; ++e) total[e] += part[e];
+        for (int64_t e = 0; e < used; ++e) total[slice_elems + e] += part[slice_elems + e];
       }
       const int64_t offset = (b * heads + h) * length * head_dim;
       store_rows(total.data(), padded_dim, length, head_dim,

@@ -3,7 +3,7 @@
 // Tasks are (direction, batch, head, query block); the queries of a task stream over key
 // blocks with an online softmax (running row max and sum, rescaling the output accumulator),
 // so memory is O(block) and only the row log-sum-exp is written besides the outputs.
-// Under the causal mask a 4-row group of queries only computes the key columns it can see.
+// Under the causal mask a group of kGemmRows queries only computes the key columns it can see.
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -29,48 +29,39 @@ inline at::vec::Vectorized<acc_t> fast_exp(const at::vec::Vectorized<acc_t>& x) 
   return x.exp_u20();
 }
 
+// The row helpers below process whole vectors, the last one partly beyond n: every row they
+// touch (score rows of kKeyBlock, key bias of Lp) is padded to a whole number of vectors, and
+// the lanes at or past n are masked out (-inf for the max, 0 for probabilities).
+
 // x[j] = s[j] * scale (+ bias[j]) for j < n; returns max_j x[j].
 template <typename acc_t>
 acc_t scale_bias_max(acc_t* s, const acc_t* bias, int64_t n, acc_t scale) {
   using Vec = at::vec::Vectorized<acc_t>;
   constexpr int64_t W = Vec::size();
-  const Vec vscale(scale);
-  Vec vmax(-std::numeric_limits<acc_t>::infinity());
-  int64_t j = 0;
-  for (; j + W <= n; j += W) {
+  const Vec vscale(scale), minus_inf(-std::numeric_limits<acc_t>::infinity());
+  Vec vmax = minus_inf;
+  for (int64_t j = 0; j < n; j += W) {
     Vec x = Vec::loadu(s + j) * vscale;
     if (bias != nullptr) x = x + Vec::loadu(bias + j);
     x.store(s + j);
-    vmax = at::vec::maximum(vmax, x);
+    vmax = at::vec::maximum(vmax, Vec::set(minus_inf, x, std::min<int64_t>(W, n - j)));
   }
-  acc_t row_max = at::vec::vec_reduce_all<acc_t>([](Vec& a, Vec& b) { return at::vec::maximum(a, b); }, vmax);
-  for (; j < n; ++j) {
-    acc_t x = s[j] * scale + (bias != nullptr ? bias[j] : acc_t(0));
-    s[j] = x;
-    row_max = std::max(row_max, x);
-  }
-  return row_max;
+  return at::vec::vec_reduce_all<acc_t>([](Vec& a, Vec& b) { return at::vec::maximum(a, b); }, vmax);
 }
 
-// s[j] = exp(s[j] - shift) for j < n; returns the sum.
+// s[j] = exp(s[j] - shift) for j < n (0 for the lanes of the last vector past n); returns the sum.
 template <typename acc_t>
 acc_t exp_shifted_sum(acc_t* s, int64_t n, acc_t shift) {
   using Vec = at::vec::Vectorized<acc_t>;
   constexpr int64_t W = Vec::size();
-  const Vec vshift(shift);
-  Vec vsum(acc_t(0));
-  int64_t j = 0;
-  for (; j + W <= n; j += W) {
-    Vec p = fast_exp(Vec::loadu(s + j) - vshift);
+  const Vec vshift(shift), zero(acc_t(0));
+  Vec vsum = zero;
+  for (int64_t j = 0; j < n; j += W) {
+    const Vec p = Vec::set(zero, fast_exp(Vec::loadu(s + j) - vshift), std::min<int64_t>(W, n - j));
     p.store(s + j);
     vsum = vsum + p;
   }
-  acc_t sum = at::vec::vec_reduce_all<acc_t>([](Vec& a, Vec& b) { return a + b; }, vsum);
-  for (; j < n; ++j) {
-    s[j] = std::exp(s[j] - shift);
-    sum += s[j];
-  }
-  return sum;
+  return at::vec::vec_reduce_all<acc_t>([](Vec& a, Vec& b) { return a + b; }, vsum);
 }
 
 template <typename acc_t>
@@ -122,13 +113,16 @@ void forward_kernel(const at::Tensor& q_a, const at::Tensor& k_a, const at::Tens
       }
       const StagedRows<acc_t> query =
           stage_rows(head_slice<scalar_t>(*ops.query, b, h), q0, q1, head_dim, padded_dim, query_rows.data());
-      std::fill(out_acc.begin(), out_acc.begin() + rows * padded_dim, acc_t(0));
+      at::Tensor& out = direction == 0 ? o_a : o_b;
+      scalar_t* out_rows = out.data_ptr<scalar_t>() + ((b * heads + h) * length + q0) * head_dim;
+      acc_t* acc = accumulation_rows(out_rows, head_dim, padded_dim, out_acc.data());  // [rows, padded_dim]
+      std::fill(acc, acc + rows * padded_dim, acc_t(0));
       std::fill(row_max.begin(), row_max.begin() + rows, -inf);
       std::fill(row_sum.begin(), row_sum.begin() + rows, acc_t(0));
 
       for (int64_t k0 = 0; k0 < key_end; k0 += kKeyBlock) {
         const int64_t keys = std::min(kKeyBlock, key_end - k0);
-        // Keys a 4-row group can see in this block (causal: up to its last row).
+        // Keys a row group can see in this block (causal: up to its last row).
         auto group_keys = [&](int64_t g1) { return causal ? std::min(keys, q0 + g1 - k0) : keys; };
 
         for (int64_t g0 = 0; g0 < rows; g0 += kGemmRows) {
@@ -152,7 +146,7 @@ void forward_kernel(const at::Tensor& q_a, const at::Tensor& k_a, const at::Tens
           const acc_t sum = exp_shifted_sum(s, visible, new_max);
           std::fill(s + std::max<int64_t>(visible, 0), s + keys, acc_t(0));
           const acc_t correction = std::exp(row_max[r] - new_max);  // 0 when row_max was -inf
-          if (correction != acc_t(1)) scale_row(out_acc.data() + r * padded_dim, padded_dim, correction);
+          if (correction != acc_t(1)) scale_row(acc + r * padded_dim, padded_dim, correction);
           row_sum[r] = row_sum[r] * correction + sum;
           row_max[r] = new_max;
         }
@@ -161,13 +155,13 @@ void forward_kernel(const at::Tensor& q_a, const at::Tensor& k_a, const at::Tens
           const int64_t n = group_keys(g1);
           if (n <= 0) continue;
           gemm<acc_t, true>(g1 - g0, padded_dim, n, TileA<acc_t>{scores.data() + g0 * kKeyBlock, kKeyBlock, 1},
-                            value.data + k0 * value.ld, value.ld, out_acc.data() + g0 * padded_dim, padded_dim);
+                            value.data + k0 * value.ld, value.ld, acc + g0 * padded_dim, padded_dim);
         }
       }
 
       acc_t* lse_row = lse_data + slice * length + q0;
       for (int64_t r = 0; r < rows; ++r) {
-        acc_t* acc_row = out_acc.data() + r * padded_dim;
+        acc_t* acc_row = acc + r * padded_dim;
         if (row_sum[r] > acc_t(0)) {
           scale_row(acc_row, padded_dim, acc_t(1) / row_sum[r]);
           lse_row[r] = row_max[r] + std::log(row_sum[r]);
@@ -176,9 +170,7 @@ void forward_kernel(const at::Tensor& q_a, const at::Tensor& k_a, const at::Tens
           lse_row[r] = inf;
         }
       }
-      at::Tensor& out = direction == 0 ? o_a : o_b;
-      store_rows(out_acc.data(), padded_dim, rows, head_dim,
-                 out.data_ptr<scalar_t>() + ((b * heads + h) * length + q0) * head_dim);
+      finish_rows(acc, rows, head_dim, padded_dim, out_rows);
     }
   });
 }

@@ -1,17 +1,20 @@
 // CPU kernels of the fused KD loss (DESIGN.md "Op 1"; schemas in csrc/fused_kd_loss.cpp).
 //
 // One task per row (at::parallel_for over rows). For a row:
-//   1. each teacher row is read once: top-k selection, max, NaN check and the count of logits
-//      above the target's (for the gate) in one vectorised pass (fused_kd_loss_select_cpu.cpp);
-//      the teacher side never exponentiates all N items unless top_k = N or confidence weights
-//      are asked for;
+//   1. each teacher row is read once from memory: top-k selection by a vectorised lower bound
+//      (group maxima) and a compare-and-skip gather of the few items that reach it, with the
+//      max, NaN check and count of logits above the target's (for the gate) in the same passes
+//      (fused_kd_loss_select_cpu.cpp); the teacher side never exponentiates all N items unless
+//      top_k = N or confidence weights are asked for;
 //   2. the selected items of the active teachers are mixed into q (a sorted sparse list);
 //   3. the student row is read once from memory: per block of kStudentBlock logits (L1-sized),
 //      the block max, then exp((s - m_blk) / tau) stored into the gradient row and summed, with
 //      online rescaling of the running sums (exp(s - m) = exp((s - m)/tau)^tau when tau is a
 //      small integer, so one exp per logit);
 //   4. the gradient row is finished in place from the stored exponentials (L2-resident), then
-//      the sparse corrections at the target and at q's items are applied.
+//      the sparse corrections at the target and at q's items are applied. The gradient is that
+//      of the reduced loss ("mean" divides by the non-ignored rows), so that for the usual
+//      loss.backward() the backward returns it as it is.
 // Accumulation is float32 for float16/bfloat16/float32 inputs (float64 for float64); row
 // offsets are int64.
 #include <ATen/ATen.h>
@@ -271,7 +274,7 @@ inline void merge_q(std::vector<std::pair<int64_t, double>>& q) {
 // Steps 2-4 for one row whose teachers have been scanned (see the file comment).
 template <int POW, typename scalar_t, typename acc_t>
 void finish_row(const KdLossParams& p, const scalar_t* s_row, int64_t y, const TeacherPart<acc_t>* parts,
-                const scalar_t* const* dense_teacher_rows, RowWorkspace<scalar_t, acc_t>& ws,
+                const scalar_t* const* dense_teacher_rows, double grad_scale, RowWorkspace<scalar_t, acc_t>& ws,
                 const RowOutputs<scalar_t, acc_t>& out) {
   const int64_t n = p.num_items;
   const int64_t T = p.num_teachers;
@@ -340,11 +343,13 @@ void finish_row(const KdLossParams& p, const scalar_t* s_row, int64_t y, const T
   *out.row_kd = static_cast<acc_t>(kd);
   *out.row_loss = static_cast<acc_t>(alpha * ce + (1 - alpha) * kd);
 
-  // Gradient: alpha (softmax(s) - onehot(y)) + (1 - alpha) tau (softmax(s / tau) - q).
-  const double kd_scale = has_kd ? (1 - alpha) * tau : 0.0;
-  student_grad_pass<POW>(s, n, sums, inv_tau, ws.block_max.data(), alpha / sums.sum_one, kd_scale / sums.sum_tau,
+  // Gradient: alpha (softmax(s) - onehot(y)) + (1 - alpha) tau (softmax(s / tau) - q), times
+  // grad_scale (1 / non-ignored rows for "mean").
+  const double ce_scale = alpha * grad_scale;
+  const double kd_scale = has_kd ? (1 - alpha) * tau * grad_scale : 0.0;
+  student_grad_pass<POW>(s, n, sums, inv_tau, ws.block_max.data(), ce_scale / sums.sum_one, kd_scale / sums.sum_tau,
                          g);
-  g[y] -= static_cast<acc_t>(alpha);
+  g[y] -= static_cast<acc_t>(ce_scale);
   if (has_kd && dense) {
     const Vec<acc_t> kv(static_cast<acc_t>(kd_scale));
     int64_t j = 0;
@@ -364,7 +369,8 @@ void finish_row(const KdLossParams& p, const scalar_t* s_row, int64_t y, const T
 // fills parts[t] (and ws.sel_items/values) for row b and returns false for a NaN teacher row.
 template <typename scalar_t, typename acc_t, typename ScanTeachers>
 void run_rows(const KdLossParams& p, const at::Tensor& student, const at::Tensor& target,
-              std::vector<const scalar_t*> dense_teachers, const KdOutputs& outputs, ScanTeachers scan_teachers) {
+              std::vector<const scalar_t*> dense_teachers, double grad_scale, const KdOutputs& outputs,
+              ScanTeachers scan_teachers) {
   const int64_t B = student.size(0), n = p.num_items, T = p.num_teachers;
   const scalar_t* s_all = student.data_ptr<scalar_t>();
   const int64_t* y_all = target.data_ptr<int64_t>();
@@ -399,7 +405,7 @@ void run_rows(const KdLossParams& p, const at::Tensor& student, const at::Tensor
         write_nan_row(out, n);
         continue;
       }
-      finish_row<POW>(p, s_all + row, y, parts, teacher_rows, ws, out);
+      finish_row<POW>(p, s_all + row, y, parts, teacher_rows, grad_scale, ws, out);
     }
   };
   at::parallel_for(0, B, grain, [&](int64_t begin, int64_t end) {
@@ -424,7 +430,7 @@ void selection_facts(const KdLossParams& p, const TeacherScan<acc_t>& scan, cons
 
 template <typename scalar_t>
 void dense_kernel(const KdLossParams& p, const at::Tensor& student, const std::vector<at::Tensor>& teachers,
-                  const at::Tensor& target, const KdOutputs& outputs) {
+                  const at::Tensor& target, double grad_scale, const KdOutputs& outputs) {
   using acc_t = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
   std::vector<const scalar_t*> rows0;
   for (const auto& z : teachers) rows0.push_back(z.data_ptr<scalar_t>());
@@ -462,12 +468,13 @@ void dense_kernel(const KdLossParams& p, const at::Tensor& student, const std::v
     }
     return finite;
   };
-  run_rows<scalar_t, acc_t>(p, student, target, rows0, outputs, scan);
+  run_rows<scalar_t, acc_t>(p, student, target, rows0, grad_scale, outputs, scan);
 }
 
 template <typename scalar_t>
 void cached_kernel(const KdLossParams& p, const at::Tensor& student, const at::Tensor& indices,
-                   const at::Tensor& cached_logits, const at::Tensor& target, const KdOutputs& outputs) {
+                   const at::Tensor& cached_logits, const at::Tensor& target, double grad_scale,
+                   const KdOutputs& outputs) {
   using acc_t = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
   const int64_t B = student.size(0), n = p.num_items, k = p.top_k, kc = indices.size(2);
   const int64_t* idx_all = indices.data_ptr<int64_t>();
@@ -515,15 +522,17 @@ void cached_kernel(const KdLossParams& p, const at::Tensor& student, const at::T
     }
     return finite;
   };
-  run_rows<scalar_t, acc_t>(p, student, target, {}, outputs, scan);
+  run_rows<scalar_t, acc_t>(p, student, target, {}, grad_scale, outputs, scan);
 }
 
 KdOutputs fused_kd_loss_dense_cpu(const at::Tensor& student_logits, at::TensorList teacher_logits,
                                   const at::Tensor& target, double temperature, int64_t top_k,
                                   std::optional<int64_t> gate_rank, std::optional<at::ArrayRef<double>> teacher_weights,
-                                  bool confidence_weights, double alpha, int64_t ignore_index) {
+                                  bool confidence_weights, double alpha, int64_t ignore_index,
+                                  c10::string_view reduction) {
   check_student_and_target(student_logits, target);
   check_dense_teachers(student_logits, teacher_logits);
+  const Reduction red = parse_reduction(reduction);
   const KdLossParams p = make_params(student_logits, teacher_logits.size(), student_logits.size(1), temperature,
                                      top_k, gate_rank, teacher_weights, confidence_weights, alpha, ignore_index);
   const at::Tensor s = student_logits.contiguous();
@@ -531,8 +540,11 @@ KdOutputs fused_kd_loss_dense_cpu(const at::Tensor& student_logits, at::TensorLi
   std::vector<at::Tensor> teachers;
   for (const auto& z : teacher_logits) teachers.push_back(z.contiguous());
   KdOutputs outputs = allocate_outputs(s, p.num_teachers);
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, s.scalar_type(), "fused_kd_loss_dense_cpu",
-                                  [&] { dense_kernel<scalar_t>(p, s, teachers, y, outputs); });
+  const int64_t n_valid = count_valid_rows(y, ignore_index);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, s.scalar_type(), "fused_kd_loss_dense_cpu", [&] {
+    dense_kernel<scalar_t>(p, s, teachers, y, row_gradient_scale(red, n_valid), outputs);
+  });
+  reduce_rows(outputs, red, n_valid);
   return outputs;
 }
 
@@ -540,20 +552,24 @@ KdOutputs fused_kd_loss_cached_cpu(const at::Tensor& student_logits, const at::T
                                    const at::Tensor& teacher_logits, const at::Tensor& target, double temperature,
                                    int64_t top_k, std::optional<int64_t> gate_rank,
                                    std::optional<at::ArrayRef<double>> teacher_weights, bool confidence_weights,
-                                   double alpha, int64_t ignore_index) {
+                                   double alpha, int64_t ignore_index, c10::string_view reduction) {
   check_student_and_target(student_logits, target);
   check_cached_teachers(student_logits, teacher_indices, teacher_logits);
+  const Reduction red = parse_reduction(reduction);
   const int64_t kc = teacher_indices.size(2);
   TORCH_CHECK(!gate_rank.has_value() || *gate_rank <= kc, "fused_kd_loss: gate_rank = ", gate_rank.value_or(0),
               " exceeds the cache size k = ", kc);
   const KdLossParams p = make_params(student_logits, teacher_indices.size(0), kc, temperature, top_k, gate_rank,
                                      teacher_weights, confidence_weights, alpha, ignore_index);
   const at::Tensor s = student_logits.contiguous();
+  const at::Tensor y = target.contiguous();
   KdOutputs outputs = allocate_outputs(s, p.num_teachers);
+  const int64_t n_valid = count_valid_rows(y, ignore_index);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, s.scalar_type(), "fused_kd_loss_cached_cpu", [&] {
-    cached_kernel<scalar_t>(p, s, teacher_indices.contiguous(), teacher_logits.contiguous(), target.contiguous(),
-                            outputs);
+    cached_kernel<scalar_t>(p, s, teacher_indices.contiguous(), teacher_logits.contiguous(), y,
+                            row_gradient_scale(red, n_valid), outputs);
   });
+  reduce_rows(outputs, red, n_valid);
   return outputs;
 }
 

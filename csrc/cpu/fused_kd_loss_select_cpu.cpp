@@ -1,40 +1,19 @@
 // Top-k selection of a teacher row for the fused KD loss (see fused_kd_loss_select_cpu.h).
 //
-// Small k (the usual 10-100 of N = 10^4..10^6 items): a size-k min-heap whose root is the
-// current threshold. The scan compares four vectors at a time against the threshold and skips
-// them when no lane beats it, so after the first few thousand items almost every element costs
-// one vectorised compare; the running max, the NaN check and the count of logits above the
-// target's ride along in the same pass. Large k: std::nth_element, O(N).
+// Small k (the usual 10-100 of N = 10^4..10^6 items): a lower bound of the k-th largest logit
+// from group maxima, then a gather of the few items that reach it and a partition of those
+// (select_by_group_bound). Large k: std::nth_element over the row, O(N).
 #include "common/fused_kd_loss_select_cpu.h"
 
 #include <ATen/cpu/vec/vec.h>
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <limits>
 
 namespace srkd::kd {
 namespace {
-
-// The heap keeps its *worst* element at the root: lower value, or equal value and higher index
-// (ties prefer the lower index, DESIGN.md).
-template <typename acc_t>
-inline bool worse(acc_t av, int64_t ai, acc_t bv, int64_t bi) {
-  return av < bv || (av == bv && ai > bi);
-}
-
-template <typename acc_t>
-void sift_down(acc_t* v, int64_t* idx, int64_t k, int64_t i) {
-  while (true) {
-    int64_t c = 2 * i + 1;
-    if (c >= k) return;
-    if (c + 1 < k && worse(v[c + 1], idx[c + 1], v[c], idx[c])) ++c;
-    if (!worse(v[c], idx[c], v[i], idx[i])) return;
-    std::swap(v[c], v[i]);
-    std::swap(idx[c], idx[i]);
-    i = c;
-  }
-}
 
 template <typename acc_t>
 inline bool better_pair(const std::pair<acc_t, int64_t>& a, const std::pair<acc_t, int64_t>& b) {
@@ -80,74 +59,6 @@ void max_and_count(const acc_t* z, int64_t begin, int64_t end, acc_t z_target, b
 }
 
 template <typename acc_t>
-void select_by_heap(const acc_t* z, int64_t n, int64_t k, acc_t z_target, bool count_greater,
-                    SelectionScratch<acc_t>& s, TeacherScan<acc_t>& out) {
-  using Vec = at::vec::Vectorized<acc_t>;
-  constexpr int64_t W = Vec::size();
-  constexpr int kNoLane = (1 << W) - 1;  // zero_mask() of a compare where no lane is true
-  s.values.resize(k);
-  s.items.resize(k);
-  acc_t* hv = s.values.data();
-  int64_t* hi = s.items.data();
-  for (int64_t j = 0; j < k; ++j) {
-    hv[j] = z[j];
-    hi[j] = j;
-  }
-  for (int64_t i = k / 2 - 1; i >= 0; --i) sift_down(hv, hi, k, i);
-  max_and_count(z, 0, k, z_target, count_greater, out.max_logit, out.n_greater);
-
-  const Vec target_v(z_target);
-  const Vec one(acc_t(1));
-  Vec mx(-std::numeric_limits<acc_t>::infinity());
-  Vec thr(hv[0]);
-  int64_t j = k;
-  constexpr int64_t kCountBlock = int64_t(1) << 16;
-  while (j + 4 * W <= n) {
-    const int64_t block_end = std::min(n, j + kCountBlock);
-    Vec cnt(acc_t(0));
-    for (; j + 4 * W <= block_end; j += 4 * W) {
-      const Vec v0 = Vec::loadu(z + j), v1 = Vec::loadu(z + j + W);
-      const Vec v2 = Vec::loadu(z + j + 2 * W), v3 = Vec::loadu(z + j + 3 * W);
-      mx = at::vec::maximum(at::vec::maximum(mx, v0), at::vec::maximum(at::vec::maximum(v1, v2), v3));
-      if (count_greater) {
-        cnt = cnt + (((v0 > target_v) & one) + ((v1 > target_v) & one)) +
-              (((v2 > target_v) & one) + ((v3 > target_v) & one));
-      }
-      const Vec hit = ((v0 > thr) | (v1 > thr)) | ((v2 > thr) | (v3 > thr));
-      if (hit.zero_mask() == kNoLane) continue;  // no lane beats the threshold
-      for (int64_t i = j; i < j + 4 * W; ++i) {
-        if (z[i] > hv[0]) {  // equal values lose: the heap's element has the lower index
-          hv[0] = z[i];
-          hi[0] = i;
-          sift_down(hv, hi, k, 0);
-        }
-      }
-      thr = Vec(hv[0]);
-    }
-    if (count_greater) {
-      acc_t lanes[W];
-      cnt.store(lanes);
-      for (int64_t l = 0; l < W; ++l) out.n_greater += static_cast<int64_t>(lanes[l]);
-    }
-  }
-  acc_t lanes[W];
-  mx.store(lanes);
-  for (int64_t l = 0; l < W; ++l) {
-    if (std::isnan(lanes[l]) || (!std::isnan(out.max_logit) && lanes[l] > out.max_logit)) out.max_logit = lanes[l];
-  }
-  for (; j < n; ++j) {
-    const acc_t x = z[j];
-    if (std::isnan(x) || (!std::isnan(out.max_logit) && x > out.max_logit)) out.max_logit = x;
-    if (count_greater && x > z_target) ++out.n_greater;
-    if (x > hv[0]) {
-      hv[0] = x;
-      hi[0] = j;
-      sift_down(hv, hi, k, 0);
-    }
-  }
-}
-
-template <typename acc_t>
 void select_by_partition(const acc_t* z, int64_t n, int64_t k, SelectionScratch<acc_t>& s) {
   s.pairs.resize(n);
   for (int64_t j = 0; j < n; ++j) s.pairs[j] = {z[j], j};
@@ -160,16 +71,100 @@ void select_by_partition(const acc_t* z, int64_t n, int64_t k, SelectionScratch<
   }
 }
 
+// Small k: two vectorised passes and a partition of a few dozen candidates.
+//   1. Split the row into 2k groups of G items. The k-th largest of the 2k group maxima, t, is
+//      a lower bound of the row's k-th largest logit (k distinct items are >= t).
+//   2. Gather every item >= t (ties at t may belong to the top k) in index order; on a random
+//      row about 1.4k items qualify, whatever N is. nth_element over them with the exact order
+//      (value desc, index asc) gives the top k.
+// Pass 1 also finds NaN (the group maxima propagate it) and counts the logits above the
+// target's; pass 2 reads the row from L2. A sorted row makes every item a candidate: then this
+// degrades to the O(N) partition, never worse.
+template <typename acc_t>
+void select_by_group_bound(const acc_t* z, int64_t n, int64_t k, acc_t z_target, bool count_greater,
+                           SelectionScratch<acc_t>& s, TeacherScan<acc_t>& out) {
+  using Vec = at::vec::Vectorized<acc_t>;
+  constexpr int64_t W = Vec::size();
+  const int64_t groups = 2 * k;
+  const int64_t group = (n / groups) / W * W;  // >= W: the caller ensures n >= 16 k
+  const Vec target_v(z_target);
+  const Vec one(acc_t(1));
+  auto& group_max = s.values;
+  group_max.resize(groups);
+  bool has_nan = false;
+  for (int64_t g = 0; g < groups; ++g) {
+    const acc_t* zg = z + g * group;
+    Vec mx = Vec::loadu(zg);
+    Vec cnt(acc_t(0));
+    if (count_greater) cnt = (mx > target_v) & one;
+    for (int64_t j = W; j < group; j += W) {
+      const Vec v = Vec::loadu(zg + j);
+      mx = at::vec::maximum(mx, v);
+      if (count_greater) cnt = cnt + ((v > target_v) & one);
+    }
+    acc_t lanes[W];
+    mx.store(lanes);
+    acc_t gmax = lanes[0];
+    for (int64_t l = 1; l < W; ++l) gmax = (std::isnan(lanes[l]) || lanes[l] > gmax) ? lanes[l] : gmax;
+    has_nan |= std::isnan(gmax);
+    group_max[g] = gmax;
+    if (count_greater) {
+      cnt.store(lanes);  // at most group / W per lane: exact in floating point below N / k = 2^27
+      for (int64_t l = 0; l < W; ++l) out.n_greater += static_cast<int64_t>(lanes[l]);
+    }
+  }
+  for (int64_t j = groups * group; j < n; ++j) {
+    has_nan |= std::isnan(z[j]);
+    out.n_greater += count_greater & (z[j] > z_target);
+  }
+  if (has_nan) {
+    out.max_logit = std::numeric_limits<acc_t>::quiet_NaN();
+    return;
+  }
+
+  std::nth_element(group_max.begin(), group_max.begin() + (k - 1), group_max.end(), std::greater<acc_t>());
+  const acc_t bound = group_max[k - 1];
+  auto& cand = s.pairs;
+  cand.clear();
+  const Vec bound_v(bound);
+  int64_t j = 0;
+  for (; j + 4 * W <= n; j += 4 * W) {
+    const Vec b0 = Vec::loadu(z + j) < bound_v, b1 = Vec::loadu(z + j + W) < bound_v;
+    const Vec b2 = Vec::loadu(z + j + 2 * W) < bound_v, b3 = Vec::loadu(z + j + 3 * W) < bound_v;
+    if (((b0 & b1) & (b2 & b3)).zero_mask() == 0) continue;  // no lane reaches the bound
+    const int masks[4] = {b0.zero_mask(), b1.zero_mask(), b2.zero_mask(), b3.zero_mask()};
+    for (int64_t q = 0; q < 4; ++q) {
+      for (int m = masks[q]; m != 0; m &= m - 1) {
+        const int64_t i = j + q * W + __builtin_ctz(m);
+        cand.emplace_back(z[i], i);
+      }
+    }
+  }
+  for (; j < n; ++j) {
+    if (z[j] >= bound) cand.emplace_back(z[j], j);
+  }
+  std::nth_element(cand.begin(), cand.begin() + (k - 1), cand.end(), better_pair<acc_t>);
+  s.values.resize(k);
+  s.items.resize(k);
+  acc_t mx = cand[0].first;
+  for (int64_t i = 0; i < k; ++i) {
+    s.values[i] = cand[i].first;
+    s.items[i] = cand[i].second;
+    mx = std::max(mx, cand[i].first);
+  }
+  out.max_logit = mx;
+}
+
+
 }  // namespace
 
 template <typename acc_t>
 TeacherScan<acc_t> scan_teacher_row(const acc_t* z, int64_t n, int64_t k, acc_t z_target, bool count_greater,
                                     SelectionScratch<acc_t>& scratch) {
   TeacherScan<acc_t> out{-std::numeric_limits<acc_t>::infinity(), 0, false, k >= n};
-  // The heap pays O(log k) per replacement and about k log(n / k) replacements on random rows;
-  // past k ~ n / 16, partitioning all n items is cheaper.
+  // Past k ~ n / 16 the group bound gathers too large a share of the row to pay off.
   if (k < n && k * 16 <= n) {
-    select_by_heap(z, n, k, z_target, count_greater, scratch, out);
+    select_by_group_bound(z, n, k, z_target, count_greater, scratch, out);
   } else {
     max_and_count(z, 0, n, z_target, count_greater, out.max_logit, out.n_greater);
     // nth_element needs a strict weak order: a NaN row is never partitioned.

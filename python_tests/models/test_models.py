@@ -105,3 +105,19 @@ def test_input_longer_than_max_len_is_refused():
         model(torch.ones(2, MAX_LEN + 1, dtype=torch.int64))
     with pytest.raises(ValueError, match="batch, length"):
         model(torch.ones(MAX_LEN, dtype=torch.int64))
+
+
+def test_fast_dropout_drops_the_right_fraction_and_keeps_the_mean():
+    from srkd_ext.models.dropout import FastDropout
+
+    dropout = FastDropout(0.3).train()
+    x = torch.ones(200_000)
+    torch.manual_seed(0)
+    y = dropout(x)
+    assert abs(float((y == 0).float().mean()) - 0.3) < 0.01
+    assert abs(float(y.mean()) - 1.0) < 0.01
+    torch.manual_seed(0)
+    assert torch.equal(dropout(x), y), "the mask must come from torch's seeded generator"
+    assert torch.equal(dropout.eval()(x), x)
+    with pytest.raises(ValueError, match="dropout"):
+        FastDropout(1.0)

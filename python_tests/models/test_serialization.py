@@ -58,3 +58,19 @@ def test_export_of_a_recurrent_teacher_leaves_it_usable(tmp_path):
     model.eval()
     x = histories()
     torch.testing.assert_close(exported(x)[:, 1:], model.predict(x)[:, 1:], rtol=1e-5, atol=1e-5)
+
+
+def test_a_failed_save_leaves_the_previous_file_intact(tmp_path, monkeypatch):
+    model = tiny_model("sasrec")
+    path = save_model(model, tmp_path / "model.pt")
+    before = path.read_bytes()
+
+    def disk_full(obj, f):
+        open(f, "wb").write(b"partial")
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(torch, "save", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        save_model(model, path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["model.pt"], "the temporary file was left behind"

@@ -156,10 +156,10 @@ def test_opcheck():
     s, z, y = random_inputs(4, 12, 3, seed=11)
     s.requires_grad_()
     y[0] = -100
-    args = (s, list(z.unbind(0)), y, 2.0, 4, 6, [1.0, 2.0, 0.5], False, 0.5, -100)
+    args = (s, list(z.unbind(0)), y, 2.0, 4, 6, [1.0, 2.0, 0.5], False, 0.5, -100, "none")
     torch.library.opcheck(torch.ops.srkd_ext.fused_kd_loss_dense.default, args)
     cache = as_cache(z, 6)
-    args = (s, cache.indices, cache.logits, y, 1.5, 3, None, None, True, 0.3, -100)
+    args = (s, cache.indices, cache.logits, y, 1.5, 3, None, None, True, 0.3, -100, "mean")
     torch.library.opcheck(torch.ops.srkd_ext.fused_kd_loss_cached.default, args)
 
 
@@ -203,3 +203,14 @@ def test_property_matches_reference(B, N, T, seed, top_k, gate, weights, alpha, 
     w = [0.5 + t for t in range(T)] if weights == "given" else weights
     check_against_reference(s, teachers_in_form(z, form, cache_k), y, seed=seed, temperature=tau, top_k=top_k,
                             gate_rank=gate, teacher_weights=w, alpha=alpha)
+
+
+def test_adversarial_rows_sorted_constant_and_signed_zeros():
+    # Ascending rows defeat the group-maxima bound (every item becomes a candidate); a constant
+    # row and a row of +0/-0 are all ties, broken by index.
+    s, z, y = random_inputs(4, 3000, 2, seed=13)
+    z = torch.sort(z, dim=-1).values
+    z[1, 0] = 0.0
+    z[1, 1, ::2] = -0.0
+    for k in (5, 50, 180):
+        check_against_reference(s, z, y, temperature=2.0, top_k=k, gate_rank=100)

@@ -120,3 +120,17 @@ def test_stats_shapes():
     assert stats.kd.shape == () and stats.ce.shape == ()
     assert not stats.kd.requires_grad
     assert srkd_ext.ops.fused_kd_loss.KDLossStats is type(stats)
+
+
+def test_too_many_teachers_is_an_error():
+    s, z, y = inputs(T=33)
+    with pytest.raises(ValueError, match="teacher_logits"):
+        fused_kd_loss(s, z, y)
+
+
+def test_device_mismatch_names_the_argument():
+    s, z, y = inputs()
+    with pytest.raises(ValueError, match=r"teacher_logits\[0\]"):
+        fused_kd_loss(s, z.to("meta"), y)
+    with pytest.raises(ValueError, match="target"):
+        fused_kd_loss(s, z, y.to("meta"))

@@ -9,6 +9,7 @@ from srkd_ext.distill.objective import (
     check_teachers,
     make_distillation_objective,
 )
+from srkd_ext.distill.teacher_cache import CachedTeachers, StaleTeacherCacheError, TeacherTopKCache
 
 __all__ = [
     "KDConfig",
@@ -16,4 +17,7 @@ __all__ = [
     "OnTheFlyTeachers",
     "check_teachers",
     "make_distillation_objective",
+    "TeacherTopKCache",
+    "CachedTeachers",
+    "StaleTeacherCacheError",
 ]

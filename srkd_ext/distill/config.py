@@ -20,7 +20,9 @@ class KDConfig:
     alpha: weight of the ground-truth cross-entropy; 1 - alpha weighs the KD term.
     cache_dir: None runs the teachers on every batch; a directory stores their top_k items and
         logits for every training position once (memory-mapped), reused while the teachers'
-        checksums and the data match. Needs top_k.
+        checksums and the data match. Needs top_k. With a cache the teachers' full distributions
+        are no longer available, so (as fused_kd_loss documents for TeacherTopK) gate_rank must be
+        <= top_k and "confidence" weights are computed over the cached items only.
     """
 
     temperature: float = 2.0

@@ -10,6 +10,7 @@ import torch
 
 import srkd_ext
 from srkd_ext.distill.config import KDConfig
+from srkd_ext.distill.teacher_cache import CachedTeachers
 from srkd_ext.models.base import PADDING_ID, SequentialRecommender
 from srkd_ext.models.serialization import model_checksum
 
@@ -104,19 +105,20 @@ class DistillationObjective:
 
 
 def make_distillation_objective(
-    teachers, kd: KDConfig, *, split, max_len: int, batch_size: int, device, progress: bool = True
+    teachers, kd: KDConfig, *, train, num_items: int, max_len: int, batch_size: int, device, progress: bool = True
 ) -> DistillationObjective:
     """The objective `train` uses when given teachers: on the fly, or through a TeacherTopK cache
-    in kd.cache_dir (built on first use, reused while teachers and data match)."""
-    teachers = check_teachers(teachers, split.num_items, max_len)
+    in kd.cache_dir (built on first use, reused while teachers and data match).
+
+    train: the SequenceSet the training batches are drawn from (batch.users are its rows).
+    """
+    teachers = check_teachers(teachers, num_items, max_len)
     checksums = [model_checksum(t) for t in teachers]
     if kd.cache_dir is None:
         source = OnTheFlyTeachers(teachers, device)
     else:
-        from srkd_ext.distill.teacher_cache import CachedTeachers
-
         source = CachedTeachers.open_or_build(
-            kd.cache_dir, teachers, checksums, split=split, max_len=max_len, top_k=kd.top_k,
+            kd.cache_dir, teachers, checksums, train=train, num_items=num_items, max_len=max_len, top_k=kd.top_k,
             batch_size=batch_size, device=device, progress=progress,
         )
     return DistillationObjective(source, kd, checksums, device)

@@ -11,7 +11,8 @@ Layout of a cache directory:
     indices.npy   int32 [T, E, k]  item columns (item id - 1) of each teacher's top-k, best first
     logits.npy    float32 [T, E, k] the teacher logits of those items
 
-Entry numbering follows srkd_ext.data's training batches: row r of split.train contributes its
+Entry numbering follows srkd_ext.data's training batches: row r of the training SequenceSet
+(split.train, or its windows from srkd_ext.train.windows) contributes its
 c_r = min(len_r - 1, max_len) most recent targets, which sit in columns max_len - c_r .. max_len - 1
 of every batch that holds row r, whatever the shuffle. Entry (r, column j) is
 entry_offsets[r] + j - (max_len - c_r).
@@ -89,14 +90,14 @@ class TeacherTopKCache:
         return entry
 
     def lookup(self, rows: torch.Tensor, valid: torch.Tensor, device) -> srkd_ext.TeacherTopK:
-        """rows [B] (rows of split.train), valid [B, L] bool -> TeacherTopK([T, M, k] x 2) on device."""
+        """rows [B] (rows of the training SequenceSet), valid [B, L] bool -> TeacherTopK([T, M, k] x 2) on device."""
         entry = self.entries(rows, valid)
         indices = torch.from_numpy(np.ascontiguousarray(self.indices[:, entry])).to(device, torch.int64)
         logits = torch.from_numpy(np.ascontiguousarray(self.logits[:, entry])).to(device)
         return srkd_ext.TeacherTopK(indices, logits)
 
     @classmethod
-    def open(cls, path, checksums: list[str], split, max_len: int, top_k: int) -> TeacherTopKCache:
+    def open(cls, path, checksums: list[str], train, num_items: int, max_len: int, top_k: int) -> TeacherTopKCache:
         """Opens the cache in `path` (memory-mapped, read-only) or raises StaleTeacherCacheError."""
         path = Path(path)
         meta_path = path / "meta.json"
@@ -107,8 +108,8 @@ class TeacherTopKCache:
             "format": FORMAT,
             "teachers": list(checksums),
             "max_len": int(max_len),
-            "num_items": int(split.num_items),
-            "training_data": training_fingerprint(split.train),
+            "num_items": int(num_items),
+            "training_data": training_fingerprint(train),
         }
         for key, value in expected.items():
             if meta.get(key) != value:
@@ -126,14 +127,15 @@ class TeacherTopKCache:
         shape = (len(checksums), int(meta["entries"]), int(meta["top_k"]))
         if indices.shape != shape or logits.shape != shape:
             raise StaleTeacherCacheError(f"teacher cache {path} is damaged: arrays are not {shape}")
-        return cls(path, meta, indices, logits, split.train, max_len)
+        return cls(path, meta, indices, logits, train, max_len)
 
     @classmethod
     def build(
-        cls, path, teachers, checksums, *, split, max_len: int, top_k: int, batch_size: int = 256,
-        device="cpu", progress: bool = True,
+        cls, path, teachers, checksums, *, train, num_items: int, max_len: int, top_k: int,
+        batch_size: int = 256, device="cpu", progress: bool = True,
     ) -> TeacherTopKCache:
-        """Runs every teacher once over the training positions and writes the cache to `path`.
+        """Runs every teacher once over the training positions of `train` (the SequenceSet the
+        training batches come from) and writes the cache to `path`.
 
         Written into a temporary sibling directory and renamed into place, so an interrupted
         build never leaves a cache that looks complete.
@@ -143,8 +145,8 @@ class TeacherTopKCache:
             path.rmdir()  # an empty directory made in advance is not a cache
         if path.exists():
             raise FileExistsError(f"{path} already exists; open it or delete it first")
-        top_k = min(int(top_k), split.num_items)
-        entry_offsets, counts = entry_layout(split.train, max_len)
+        top_k = min(int(top_k), num_items)
+        entry_offsets, counts = entry_layout(train, max_len)
         num_entries = int(entry_offsets[-1])
         tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
@@ -153,8 +155,8 @@ class TeacherTopKCache:
             shape = (len(teachers), num_entries, top_k)
             indices = np.lib.format.open_memmap(tmp / "indices.npy", mode="w+", dtype=np.int32, shape=shape)
             logits = np.lib.format.open_memmap(tmp / "logits.npy", mode="w+", dtype=np.float32, shape=shape)
-            writer = cls(tmp, {"top_k": top_k}, indices, logits, split.train, max_len)
-            batches = training_batches(split.train, max_len, batch_size, shuffle=False, seed=0)
+            writer = cls(tmp, {"top_k": top_k}, indices, logits, train, max_len)
+            batches = training_batches(train, max_len, batch_size, shuffle=False, seed=0)
             for t in teachers:
                 t.to(device).eval()
             with torch.no_grad():
@@ -176,15 +178,15 @@ class TeacherTopKCache:
                 "teacher_configs": [t.config for t in teachers],
                 "top_k": top_k,
                 "max_len": int(max_len),
-                "num_items": int(split.num_items),
-                "training_data": training_fingerprint(split.train),
+                "num_items": int(num_items),
+                "training_data": training_fingerprint(train),
                 "entries": num_entries,
             }
             (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
             os.replace(tmp, path)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-        return cls.open(path, checksums, split, max_len, top_k)
+        return cls.open(path, checksums, train, num_items, max_len, top_k)
 
 
 class CachedTeachers:
@@ -201,15 +203,15 @@ class CachedTeachers:
 
     @classmethod
     def open_or_build(
-        cls, cache_dir, teachers, checksums, *, split, max_len, top_k, batch_size, device, progress=True
+        cls, cache_dir, teachers, checksums, *, train, num_items, max_len, top_k, batch_size, device, progress=True
     ) -> CachedTeachers:
         """Opens kd.cache_dir when it exists (refusing a stale one), else builds it first."""
         cache_dir = Path(cache_dir)
         if (cache_dir / "meta.json").exists():
-            cache = TeacherTopKCache.open(cache_dir, checksums, split, max_len, top_k)
+            cache = TeacherTopKCache.open(cache_dir, checksums, train, num_items, max_len, top_k)
         else:
             cache = TeacherTopKCache.build(
-                cache_dir, teachers, checksums, split=split, max_len=max_len, top_k=top_k,
+                cache_dir, teachers, checksums, train=train, num_items=num_items, max_len=max_len, top_k=top_k,
                 batch_size=batch_size, device=device, progress=progress,
             )
         return cls(cache, device)

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from srkd_ext.models.base import SequentialRecommender, check_probability, padding_mask
+from srkd_ext.models.dropout import FastDropout
 
 
 class Caser(SequentialRecommender):
@@ -55,7 +56,7 @@ class Caser(SequentialRecommender):
             nn.Conv1d(hidden_dim, num_horizontal, kernel_size=h) for h in range(1, window + 1)
         )
         self.vertical = nn.Conv1d(1, num_vertical, kernel_size=window)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = FastDropout(dropout)
         self.fc = nn.Linear(num_horizontal * window + num_vertical * hidden_dim, hidden_dim)
         nn.init.normal_(self.item_embedding.weight, std=0.02)
         with torch.no_grad():

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from srkd_ext.models.base import SequentialRecommender, check_probability, padding_mask
+from srkd_ext.models.dropout import FastDropout
 
 
 class GRU4Rec(SequentialRecommender):
@@ -36,7 +37,7 @@ class GRU4Rec(SequentialRecommender):
             hidden_dim,
             {"hidden_dim": hidden_dim, "gru_dim": gru_dim, "num_layers": num_layers, "dropout": dropout},
         )
-        self.embedding_dropout = nn.Dropout(dropout)
+        self.embedding_dropout = FastDropout(dropout)
         self.gru = nn.GRU(hidden_dim, gru_dim, num_layers=num_layers, batch_first=True, bias=True)
         self.output = nn.Linear(gru_dim, hidden_dim)
         nn.init.normal_(self.item_embedding.weight, std=0.02)

@@ -17,6 +17,7 @@ from srkd_ext.models.base import (
     padding_mask,
     right_aligned_positions,
 )
+from srkd_ext.models.dropout import FastDropout
 from srkd_ext.models.transformer import TransformerStack
 
 
@@ -37,9 +38,12 @@ class SASRec(SequentialRecommender):
         num_heads: int = 2,
         inner_dim: int | None = None,
         dropout: float = 0.2,
+        attention_dropout: float | None = None,
     ):
         inner_dim = inner_dim if inner_dim is not None else 4 * hidden_dim
+        attention_dropout = dropout if attention_dropout is None else attention_dropout
         check_probability("dropout", dropout)
+        check_probability("attention_dropout", attention_dropout)
         if num_layers < 1:
             raise ValueError(f"num_layers must be >= 1, got {num_layers}")
         super().__init__(
@@ -52,11 +56,12 @@ class SASRec(SequentialRecommender):
                 "num_heads": num_heads,
                 "inner_dim": inner_dim,
                 "dropout": dropout,
+                "attention_dropout": attention_dropout,
             },
         )
         self.position_embedding = nn.Embedding(max_len, hidden_dim)
-        self.embedding_dropout = nn.Dropout(dropout)
-        self.encoder = TransformerStack(hidden_dim, num_layers, num_heads, inner_dim, dropout)
+        self.embedding_dropout = FastDropout(dropout)
+        self.encoder = TransformerStack(hidden_dim, num_layers, num_heads, inner_dim, dropout, attention_dropout)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:

@@ -30,6 +30,7 @@ from srkd_ext.models.base import (
     padding_mask,
     right_aligned_positions,
 )
+from srkd_ext.models.dropout import FastDropout
 from srkd_ext.models.transformer import TransformerStack
 
 FUSIONS = ("gate", "concat")
@@ -66,11 +67,14 @@ class SRCD(SequentialRecommender):
         cross_heads: int | None = None,
         fusion: str = "gate",
         dropout: float = 0.2,
+        attention_dropout: float | None = None,
     ):
         inner_dim = inner_dim if inner_dim is not None else 4 * hidden_dim
         cross_heads = cross_heads if cross_heads is not None else num_heads
         kernel_sizes = [int(k) for k in kernel_sizes]
+        attention_dropout = dropout if attention_dropout is None else attention_dropout
         check_probability("dropout", dropout)
+        check_probability("attention_dropout", attention_dropout)
         if len(kernel_sizes) != 2 or kernel_sizes[0] == kernel_sizes[1]:
             raise ValueError(f"kernel_sizes must be two different widths, got {kernel_sizes}")
         if fusion not in FUSIONS:
@@ -90,19 +94,20 @@ class SRCD(SequentialRecommender):
                 "cross_heads": cross_heads,
                 "fusion": fusion,
                 "dropout": dropout,
+                "attention_dropout": attention_dropout,
             },
         )
         self.cross_heads = cross_heads
         self.fusion = fusion
         self.position_embedding = nn.Embedding(max_len, hidden_dim)
-        self.embedding_dropout = nn.Dropout(dropout)
-        self.self_stream = TransformerStack(hidden_dim, num_layers, num_heads, inner_dim, dropout)
+        self.embedding_dropout = FastDropout(dropout)
+        self.self_stream = TransformerStack(hidden_dim, num_layers, num_heads, inner_dim, dropout, attention_dropout)
         self.branch_a = CausalConvBranch(hidden_dim, kernel_sizes[0])
         self.branch_b = CausalConvBranch(hidden_dim, kernel_sizes[1])
         self.qkv_a = nn.Linear(hidden_dim, 3 * hidden_dim)
         self.qkv_b = nn.Linear(hidden_dim, 3 * hidden_dim)
         self.cross_out = nn.Linear(2 * hidden_dim, hidden_dim)
-        self.cross_dropout = nn.Dropout(dropout)
+        self.cross_dropout = FastDropout(dropout)
         self.cross_norm = nn.LayerNorm(hidden_dim)
         self.fuse = nn.Linear(2 * hidden_dim, hidden_dim)
         self.final_norm = nn.LayerNorm(hidden_dim)

@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from srkd_ext.models.dropout import FastDropout
+
 
 def causal_attention_mask(pad: torch.Tensor) -> torch.Tensor:
     """Boolean attention mask (True = may attend) for left-padded sequences: pad [B, L] -> [B, 1, L, L].
@@ -47,18 +49,17 @@ class CausalSelfAttention(nn.Module):
 class TransformerBlock(nn.Module):
     """x + Attn(LN(x)), then + FFN(LN(x)); position-wise except for the causal attention."""
 
-    def __init__(self, hidden_dim: int, num_heads: int, inner_dim: int, dropout: float):
+    def __init__(self, hidden_dim: int, num_heads: int, inner_dim: int, dropout: float, attention_dropout: float):
         super().__init__()
         self.attn_norm = nn.LayerNorm(hidden_dim)
-        self.attn = CausalSelfAttention(hidden_dim, num_heads, dropout)
+        self.attn = CausalSelfAttention(hidden_dim, num_heads, attention_dropout)
         self.ffn_norm = nn.LayerNorm(hidden_dim)
         self.ffn = nn.Sequential(
             nn.Linear(hidden_dim, inner_dim),
             nn.GELU(),
-            nn.Dropout(dropout),
             nn.Linear(inner_dim, hidden_dim),
         )
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = FastDropout(dropout)
 
     def forward(self, x: torch.Tensor, attn_mask: torch.Tensor) -> torch.Tensor:
         x = x + self.dropout(self.attn(self.attn_norm(x), attn_mask))
@@ -66,18 +67,27 @@ class TransformerBlock(nn.Module):
 
 
 class TransformerStack(nn.Module):
-    """n blocks and a final LayerNorm; padded positions are zeroed so they carry nothing forward."""
+    """n blocks and a final LayerNorm; outputs at padded positions are zero.
 
-    def __init__(self, hidden_dim: int, num_layers: int, num_heads: int, inner_dim: int, dropout: float):
+    dropout applies to the embeddings' residual branches (attention and FFN outputs);
+    attention_dropout to the attention probabilities (inside scaled_dot_product_attention, which
+    then takes its slower math path on CPU: 0 keeps the fused kernel).
+    """
+
+    def __init__(
+        self, hidden_dim: int, num_layers: int, num_heads: int, inner_dim: int, dropout: float,
+        attention_dropout: float,
+    ):
         super().__init__()
         self.blocks = nn.ModuleList(
-            TransformerBlock(hidden_dim, num_heads, inner_dim, dropout) for _ in range(num_layers)
+            TransformerBlock(hidden_dim, num_heads, inner_dim, dropout, attention_dropout) for _ in range(num_layers)
         )
         self.final_norm = nn.LayerNorm(hidden_dim)
 
     def forward(self, x: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
+        # No real position attends to a padded one, so padded states need no zeroing between
+        # blocks; they are zeroed once at the end.
         attn_mask = causal_attention_mask(pad)
-        keep = (~pad).unsqueeze(-1).to(x.dtype)
         for block in self.blocks:
-            x = block(x, attn_mask) * keep
-        return self.final_norm(x) * keep
+            x = block(x, attn_mask)
+        return self.final_norm(x) * (~pad).unsqueeze(-1).to(x.dtype)

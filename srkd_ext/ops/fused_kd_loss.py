@@ -23,6 +23,7 @@ __all__ = ["fused_kd_loss", "TeacherTopK", "KDLossStats"]
 
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 _REDUCTIONS = ("mean", "sum", "none")
+_MAX_TEACHERS = 32  # kMaxTeachers in csrc/common/fused_kd_loss_params.h
 
 
 def fused_kd_loss(
@@ -97,6 +98,15 @@ def fused_kd_loss(
           student item that a teacher gives mass makes the loss +inf.
         - Double backward is not supported: differentiating the gradient raises a RuntimeError.
 
+    Kernels:
+        CPU and CUDA kernels compute the loss and its gradient in one forward pass; backward
+        only scales that gradient (for `loss.backward()` of a "mean"/"sum" loss on the CPU it is
+        handed to `.grad` as it is, no pass over B x N). T <= 32. On CUDA, the checks that need
+        the data (targets and cached indices in range, cached indices distinct) are read back
+        after the kernel: one device synchronisation per call; a cache needs T * top_k <= 4096
+        (2048 for float64) selected entries there. Without compiled kernels for the device, the
+        plain-PyTorch reference (srkd_ext.ops.fused_kd_loss_reference) runs, with one warning.
+
     Raises:
         TypeError/ValueError naming the argument for bad shapes, dtypes, devices or options,
         and a RuntimeError (from the kernel) for a target outside [0, N) or a cache index
@@ -119,32 +129,26 @@ def fused_kd_loss(
         )
 
     if isinstance(call.teachers, TeacherTopK):
-        row_loss, _, row_ce, row_kd, active = torch.ops.srkd_ext.fused_kd_loss_cached(
+        loss, _grad, row_ce, row_kd, active = torch.ops.srkd_ext.fused_kd_loss_cached(
             student_logits, call.teachers.indices, call.teachers.logits, call.target,
             call.temperature, call.top_k, call.gate_rank, call.weights, call.confidence,
-            float(alpha), ignore_index,
+            float(alpha), ignore_index, reduction,
         )
     else:
-        row_loss, _, row_ce, row_kd, active = torch.ops.srkd_ext.fused_kd_loss_dense(
+        loss, _grad, row_ce, row_kd, active = torch.ops.srkd_ext.fused_kd_loss_dense(
             student_logits, call.teachers, call.target, call.temperature, call.top_k,
-            call.gate_rank, call.weights, call.confidence, float(alpha), ignore_index,
+            call.gate_rank, call.weights, call.confidence, float(alpha), ignore_index, reduction,
         )
-    valid = call.target != ignore_index
-    n_valid = valid.sum().clamp(min=1)
-    if reduction == "none":
-        loss = row_loss
-    elif reduction == "sum":
-        loss = row_loss.sum()
-    else:
-        loss = row_loss.sum() / n_valid
+    del _grad  # held by autograd only, so that backward can hand it over without a copy
     loss = loss.to(student_logits.dtype)
     if not return_stats:
         return loss
-    valid_acc = valid.to(row_ce.dtype)
+    valid = (call.target != ignore_index).to(row_ce.dtype)
+    n_valid = valid.sum().clamp(min=1)
     stats = KDLossStats(
-        active_fraction=((active.to(row_ce.dtype) * valid_acc).sum(-1) / n_valid).detach(),
-        kd=(row_kd.detach() * valid_acc).sum() / n_valid,
-        ce=(row_ce.detach() * valid_acc).sum() / n_valid,
+        active_fraction=((active.to(row_ce.dtype) * valid).sum(-1) / n_valid).detach(),
+        kd=(row_kd.detach() * valid).sum() / n_valid,
+        ce=(row_ce.detach() * valid).sum() / n_valid,
     )
     return loss, stats
 
@@ -253,6 +257,9 @@ def _validate(student, teacher_logits, target, temperature, top_k, gate_rank, te
         T = len(teachers)
         k_limit = N
 
+    if T > _MAX_TEACHERS:
+        raise ValueError(f"fused_kd_loss: teacher_logits has T = {T} teachers; the kernels support at most "
+                         f"{_MAX_TEACHERS}")
     if not _is_real(temperature) or not math.isfinite(temperature) or temperature <= 0:
         raise ValueError(f"fused_kd_loss: temperature must be a finite number > 0, got {temperature!r}")
     if top_k is None:
@@ -366,11 +373,11 @@ _OP_DEFINED = kernels_available() and hasattr(torch.ops.srkd_ext, "fused_kd_loss
 # Fake (meta) functions and autograd of the compiled ops.
 
 
-def _fake_outputs(student: torch.Tensor, n_teachers: int):
+def _fake_outputs(student: torch.Tensor, n_teachers: int, reduction: str):
     acc = torch.float64 if student.dtype == torch.float64 else torch.float32
     B = student.shape[0]
     return (
-        student.new_empty((B,), dtype=acc),
+        student.new_empty((B,) if reduction == "none" else (), dtype=acc),
         torch.empty_like(student, memory_format=torch.contiguous_format),
         student.new_empty((B,), dtype=acc),
         student.new_empty((B,), dtype=acc),
@@ -380,7 +387,11 @@ def _fake_outputs(student: torch.Tensor, n_teachers: int):
 
 def _setup_context(ctx, inputs, output) -> None:
     ctx.save_for_backward(output[1])
+    # Only the loss output carries a gradient; materialising zeros for the others would fill a
+    # [B, N] tensor for `grad` on every backward.
+    ctx.set_materialize_grads(False)
     ctx.n_teacher_inputs = len(inputs[1]) if isinstance(inputs[1], (list, tuple)) else None
+    ctx.per_row = inputs[-1] == "none"
 
 
 _DOUBLE_BACKWARD_MESSAGE = (
@@ -390,11 +401,25 @@ _DOUBLE_BACKWARD_MESSAGE = (
 )
 
 
-def _backward(ctx, grad_row_loss, grad_grad, grad_ce, grad_kd, grad_active):
-    """d loss / d student = grad * upstream gradient of each row; teachers get nothing."""
+def _backward(ctx, grad_loss, grad_grad, grad_ce, grad_kd, grad_active):
+    """d loss / d student = the forward's gradient times the upstream gradient; teachers get nothing.
+
+    For the usual `loss.backward()` (a scalar upstream gradient of exactly 1 on the CPU) the
+    forward's gradient is returned as it is: once autograd frees this node's saved tensors,
+    AccumulateGrad adopts it as `.grad` without a copy, so the backward costs no pass over B x N.
+    """
+    if grad_loss is None:  # only the logging outputs were differentiated: they carry no gradient
+        return None
     (grad,) = ctx.saved_tensors
+    upstream = grad_loss.to(grad.dtype)
+    as_is = not ctx.per_row and _is_eager_cpu_one(upstream)
     with torch.no_grad():
-        grad_student = grad * grad_row_loss.to(grad.dtype)[:, None]
+        if ctx.per_row:
+            grad_student = grad * upstream[:, None]
+        elif as_is:
+            grad_student = grad
+        else:
+            grad_student = grad * upstream
     if torch.is_grad_enabled():
         # The gradient was asked for with create_graph=True: give it a graph whose backward raises
         # (as torch.autograd.function.once_differentiable does), so differentiating it fails loudly
@@ -404,26 +429,32 @@ def _backward(ctx, grad_row_loss, grad_grad, grad_ce, grad_kd, grad_active):
     return grad_student
 
 
+def _is_eager_cpu_one(upstream: torch.Tensor) -> bool:
+    """A plain (not traced, not fake) CPU scalar equal to 1: reading it costs no device sync."""
+    return (type(upstream) is torch.Tensor and not torch.compiler.is_compiling() and upstream.device.type == "cpu"
+            and not torch.is_grad_enabled() and bool(upstream == 1))
+
+
 def _dense_backward(ctx, *grads):
     # The gradient structure mirrors the inputs: one (absent) gradient per teacher tensor.
-    return (_backward(ctx, *grads), [None] * ctx.n_teacher_inputs) + (None,) * 8
+    return (_backward(ctx, *grads), [None] * ctx.n_teacher_inputs) + (None,) * 9
 
 
 def _cached_backward(ctx, *grads):
-    return (_backward(ctx, *grads),) + (None,) * 10
+    return (_backward(ctx, *grads),) + (None,) * 11
 
 
 if _OP_DEFINED:
 
     @torch.library.register_fake("srkd_ext::fused_kd_loss_dense")
     def _fused_kd_loss_dense_fake(student_logits, teacher_logits, target, temperature, top_k, gate_rank,
-                                  teacher_weights, confidence_weights, alpha, ignore_index):
-        return _fake_outputs(student_logits, len(teacher_logits))
+                                  teacher_weights, confidence_weights, alpha, ignore_index, reduction):
+        return _fake_outputs(student_logits, len(teacher_logits), reduction)
 
     @torch.library.register_fake("srkd_ext::fused_kd_loss_cached")
     def _fused_kd_loss_cached_fake(student_logits, teacher_indices, teacher_logits, target, temperature, top_k,
-                                   gate_rank, teacher_weights, confidence_weights, alpha, ignore_index):
-        return _fake_outputs(student_logits, teacher_indices.shape[0])
+                                   gate_rank, teacher_weights, confidence_weights, alpha, ignore_index, reduction):
+        return _fake_outputs(student_logits, teacher_indices.shape[0], reduction)
 
     torch.library.register_autograd("srkd_ext::fused_kd_loss_dense", _dense_backward, setup_context=_setup_context)
     torch.library.register_autograd("srkd_ext::fused_kd_loss_cached", _cached_backward,

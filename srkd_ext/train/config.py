@@ -17,6 +17,9 @@ class TrainConfig:
         reproducible runs on one machine).
     log_path: JSON-lines log of every epoch (default: <out_dir>/train_log.jsonl).
     mask_seen: mask history items during validation (the result records it).
+    windows: "all" trains every target of every sequence once per epoch (consecutive windows of
+        max_len targets); "last" only each sequence's most recent max_len targets (original
+        SASRec). See srkd_ext.train.windows.
     """
 
     epochs: int = 50
@@ -32,6 +35,7 @@ class TrainConfig:
     valid_metric: str = "NDCG@10"
     mask_seen: bool = False
     eval_chunk_users: int = 1024
+    windows: str = "all"
 
     def __post_init__(self):
         for name in ("epochs", "batch_size", "max_len", "eval_chunk_users"):
@@ -44,6 +48,8 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.lr must be > 0, got {self.lr!r}")
         if self.weight_decay < 0:
             raise ValueError(f"TrainConfig.weight_decay must be >= 0, got {self.weight_decay!r}")
+        if self.windows not in ("last", "all"):
+            raise ValueError(f"TrainConfig.windows must be 'last' or 'all', got {self.windows!r}")
         if self.log_path is not None:
             self.log_path = str(self.log_path)
 
@@ -51,7 +57,7 @@ class TrainConfig:
         return asdict(self)
 
     # Fields that change the result: a checkpoint written under other values is not resumed.
-    RESULT_FIELDS = ("batch_size", "lr", "weight_decay", "max_len", "seed", "valid_metric", "mask_seen")
+    RESULT_FIELDS = ("batch_size", "lr", "weight_decay", "max_len", "seed", "valid_metric", "mask_seen", "windows")
 
     @classmethod
     def field_names(cls) -> list[str]:

@@ -26,6 +26,7 @@ from srkd_ext.train.config import TrainConfig
 from srkd_ext.train.evaluate import evaluate
 from srkd_ext.train.objective import NextItemCrossEntropy
 from srkd_ext.train.reproducibility import deterministic_algorithms, epoch_seed, rng_state, set_rng_state
+from srkd_ext.train.windows import training_windows
 
 
 @dataclass
@@ -75,11 +76,12 @@ def train(
     log_path = Path(cfg.log_path) if cfg.log_path else out_dir / "train_log.jsonl"
     device = torch.device(cfg.device)
     model.to(device)
+    train_set = training_windows(split.train, cfg.max_len, cfg.windows)
 
     if teachers:
         objective = make_distillation_objective(
-            teachers, kd if kd is not None else KDConfig(), split=split, max_len=cfg.max_len,
-            batch_size=cfg.batch_size, device=device, progress=progress,
+            teachers, kd if kd is not None else KDConfig(), train=train_set, num_items=split.num_items,
+            max_len=cfg.max_len, batch_size=cfg.batch_size, device=device, progress=progress,
         )
     else:
         objective = NextItemCrossEntropy()
@@ -115,7 +117,7 @@ def train(
         for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
             if state["stopped_early"]:
                 break
-            record = _run_epoch(model, split, cfg, objective, optimizer, epoch, device, progress)
+            record = _run_epoch(model, train_set, cfg, objective, optimizer, epoch, device, progress)
             start = time.perf_counter()
             valid = evaluate(
                 model, split.valid, split.num_items, mask_seen=cfg.mask_seen,
@@ -169,11 +171,11 @@ def train(
     )
 
 
-def _run_epoch(model, split, cfg, objective, optimizer, epoch, device, progress) -> dict:
+def _run_epoch(model, train_set, cfg, objective, optimizer, epoch, device, progress) -> dict:
     model.train()
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     batches = training_batches(
-        split.train, cfg.max_len, cfg.batch_size, shuffle=True, seed=epoch_seed(cfg.seed, epoch)
+        train_set, cfg.max_len, cfg.batch_size, shuffle=True, seed=epoch_seed(cfg.seed, epoch)
     )
     total = len(batches) if hasattr(batches, "__len__") else None
     bar = tqdm(batches, total=total, desc=f"epoch {epoch}", unit="batch", disable=not progress, leave=False)
@@ -195,7 +197,14 @@ def _run_epoch(model, split, cfg, objective, optimizer, epoch, device, progress)
     mean_loss = float(loss_sum) / steps
     if not np.isfinite(mean_loss):
         raise FloatingPointError(f"training loss became {mean_loss} in epoch {epoch}; lower TrainConfig.lr")
-    record = {"epoch": epoch, "loss": mean_loss, "steps": steps, "train_seconds": time.perf_counter() - start}
+    record = {
+        "epoch": epoch,
+        "loss": mean_loss,
+        "steps": steps,
+        "train_seconds": time.perf_counter() - start,
+        # CPU time of this process: on a shared machine wall time mostly measures the neighbours.
+        "train_cpu_seconds": time.process_time() - cpu_start,
+    }
     if hasattr(objective, "epoch_summary"):  # distillation: the CE and KD parts of the loss
         record.update(objective.epoch_summary())
     return record
