@@ -58,6 +58,7 @@ _TRAIN_KEYS = {
     "lr": ("a positive number", lambda v: _is_number(v) and v > 0),
     "patience": ("a positive integer", lambda v: _is_int(v) and v > 0),
     "weight_decay": ("a non-negative number", lambda v: _is_number(v) and v >= 0),
+    "windows": ("last or all", lambda v: v in ("last", "all")),
 }
 
 
