@@ -67,6 +67,7 @@ def test_model_train_options_override_the_global_ones():
         ("train.epochs=0", "train.epochs must be a positive integer"),
         ("train.lr=fast", "train.lr must be a positive number"),
         ("train.optimizer=sgd", "unknown key 'train.optimizer'"),
+        ("train.windows=sometimes", "train.windows must be last or all"),
         ("teachers.0.arch=bert", "teachers.0.arch must be one of"),
         ("teachers.1.name=sasrec-d64", "teachers.1.name must be unique"),
         ("teachers.5.arch=sasrec", "index 5 out of range"),
