@@ -19,7 +19,13 @@ import sysconfig
 
 from setuptools import setup
 
-import torch
+# torch locates the CUDA toolkit from CUDA_HOME or from `which nvcc`; where nvcc on PATH is a
+# wrapper script (/usr/local/bin/nvcc -> /usr/local/cuda-X/bin/nvcc), that guess is /usr/local and
+# linking fails with "cannot find -lcudart". Prefer the conventional toolkit folder then.
+if not (os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH")) and os.path.isfile("/usr/local/cuda/bin/nvcc"):
+    os.environ["CUDA_HOME"] = "/usr/local/cuda"
+
+import torch  # noqa: E402
 from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
 
 ROOT = os.path.dirname(os.path.abspath(__file__))

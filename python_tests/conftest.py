@@ -3,7 +3,6 @@
 from pathlib import Path
 
 import pytest
-import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = (REPO_ROOT / ".." / "shared" / "data").resolve()
@@ -16,12 +15,3 @@ def shared_data_dir() -> Path:
         pytest.skip(f"real datasets not found at {SHARED_DATA} (../shared/data next to the repository)")
     return SHARED_DATA
 
-
-def pytest_collection_modifyitems(config, items):
-    # CUDA tests need a GPU; on a CPU-only machine they skip with a reason instead of failing.
-    if torch.cuda.is_available():
-        return
-    skip_cuda = pytest.mark.skip(reason="needs an NVIDIA GPU (torch.cuda.is_available() is False)")
-    for item in items:
-        if "cuda" in item.keywords:
-            item.add_marker(skip_cuda)

@@ -44,7 +44,8 @@ def test_config_file_may_pick_the_paper_preset_and_flag_preset_wins(tmp_path):
 
 
 def test_set_addresses_list_items_and_parses_yaml_values():
-    cfg = resolve_config(set_options=["teachers.0.hparams.hidden_dim=32", "srms.top_k=null", "evaluation.mask_seen=true"])
+    cfg = resolve_config(set_options=["teachers.0.hparams.hidden_dim=32", "srms.top_k=null", "srms.teacher_cache=false",
+                                      "evaluation.mask_seen=true"])
     assert cfg["teachers"][0]["hparams"]["hidden_dim"] == 32
     assert cfg["srms"]["top_k"] is None and cfg["evaluation"]["mask_seen"] is True
 
@@ -66,6 +67,7 @@ def test_model_train_options_override_the_global_ones():
         ("train.epochs=0", "train.epochs must be a positive integer"),
         ("train.lr=fast", "train.lr must be a positive number"),
         ("train.optimizer=sgd", "unknown key 'train.optimizer'"),
+        ("train.windows=sometimes", "train.windows must be last or all"),
         ("teachers.0.arch=bert", "teachers.0.arch must be one of"),
         ("teachers.1.name=sasrec-d64", "teachers.1.name must be unique"),
         ("teachers.5.arch=sasrec", "index 5 out of range"),
@@ -115,3 +117,11 @@ def test_fingerprint_ignores_out_and_device_but_not_the_experiment():
     assert fingerprint(resolve_config(set_options=["out=elsewhere", "device=cuda"])) == fingerprint(base)
     assert fingerprint(resolve_config(set_options=["seed=1"])) != fingerprint(base)
     assert fingerprint(resolve_config(set_options=["teachers.0.hparams.hidden_dim=16"])) != fingerprint(base)
+
+
+def test_epochs_flag_sets_every_model_including_per_model_overrides():
+    cfg = resolve_config(epochs=2)
+    assert cfg["train"]["epochs"] == 2
+    assert model_train_options(cfg, cfg["student"])["epochs"] == 2
+    assert model_train_options(cfg, cfg["srcd"])["epochs"] == 2
+    assert all(model_train_options(cfg, t)["epochs"] == 2 for t in cfg["teachers"])

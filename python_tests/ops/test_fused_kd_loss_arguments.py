@@ -134,3 +134,21 @@ def test_device_mismatch_names_the_argument():
         fused_kd_loss(s, z.to("meta"), y)
     with pytest.raises(ValueError, match="target"):
         fused_kd_loss(s, z, y.to("meta"))
+
+
+def test_reference_fallback_when_the_op_is_not_compiled(monkeypatch):
+    import srkd_ext.ops.fused_kd_loss as op
+
+    s, z, y = inputs(N=40)
+    y[0] = -100
+    kernel = fused_kd_loss(s, z, y, temperature=2.0, top_k=5, gate_rank=9, return_stats=True)
+    monkeypatch.setattr(op, "_OP_DEFINED", False)
+    monkeypatch.setattr(op, "_warned_devices", set())
+    with pytest.warns(RuntimeWarning, match="reference"):
+        fallback = fused_kd_loss(s, z, y, temperature=2.0, top_k=5, gate_rank=9, return_stats=True)
+    torch.testing.assert_close(fallback[0], kernel[0])
+    for a, b in zip(fallback[1], kernel[1], strict=True):
+        torch.testing.assert_close(a, b)
+    y[1] = 40
+    with pytest.raises(RuntimeError, match="target"):
+        fused_kd_loss(s, z, y)

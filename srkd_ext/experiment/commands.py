@@ -49,13 +49,13 @@ def cmd_run(args) -> int:
         raise UserError(f"--config: file not found: {args.config}")
     flags = {
         "dataset.source": args.dataset, "dataset.format": args.format, "device": args.device,
-        "seed": args.seed, "train.epochs": args.epochs,
+        "seed": args.seed,
     }
     if args.dataset is not None and args.format is None:
         # A dataset named on the command line is read in its own format, not in one the config
         # file gave for another dataset.
         args.set_options = ["dataset.format=null", *args.set_options]
-    cfg = resolve_config(args.preset, args.config, flags, args.set_options)
+    cfg = resolve_config(args.preset, args.config, flags, args.set_options, epochs=args.epochs)
     out = args.out or cfg.get("out") or str(Path("runs") / f"{_dataset_stem(cfg['dataset']['source'])}-{cfg['preset']}")
     cfg["out"] = str(out)
     return run_experiment(cfg, Path(out), make_plots=not args.no_plots)

@@ -58,6 +58,7 @@ _TRAIN_KEYS = {
     "lr": ("a positive number", lambda v: _is_number(v) and v > 0),
     "patience": ("a positive integer", lambda v: _is_int(v) and v > 0),
     "weight_decay": ("a non-negative number", lambda v: _is_number(v) and v >= 0),
+    "windows": ("last or all", lambda v: v in ("last", "all")),
 }
 
 
@@ -162,9 +163,11 @@ def resolve_config(
     config_file: str | Path | None = None,
     flags: dict[str, Any] | None = None,
     set_options: list[str] | None = None,
+    epochs: int | None = None,
 ) -> dict:
     """Preset < config file < flags < --set, validated. `flags` maps dotted keys to values
-    (None values are flags the user did not give)."""
+    (None values are flags the user did not give); `epochs` (--epochs) sets the epochs of every
+    model, including models whose own `train:` names them."""
     file_cfg = load_config_file(config_file) if config_file is not None else {}
     base_name = preset or file_cfg.get("preset") or DEFAULT_PRESET
     if not isinstance(base_name, str):
@@ -182,6 +185,12 @@ def resolve_config(
     for text in set_options or []:
         parts, value = parse_set_option(text)
         set_path(cfg, parts, value, f"--set {text}")
+    if epochs is not None:
+        cfg.setdefault("train", {})["epochs"] = epochs
+        models = [*cfg.get("teachers", []), cfg.get("student"), cfg.get("srcd")]
+        for model in models:
+            if isinstance(model, dict) and isinstance(model.get("train"), dict) and "epochs" in model["train"]:
+                model["train"]["epochs"] = epochs
     _check_keys(cfg, "configuration")
     validate_config(cfg)
     return cfg

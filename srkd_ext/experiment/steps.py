@@ -91,6 +91,7 @@ def train_config(options: dict, *, max_len: int, seed: int, device: str, mask_se
             epochs=options["epochs"], batch_size=options["batch_size"], lr=float(options["lr"]),
             weight_decay=float(options.get("weight_decay", 0.0)), patience=options["patience"],
             max_len=max_len, seed=seed, device=device, mask_seen=mask_seen,
+            **({"windows": options["windows"]} if "windows" in options else {}),
         )
     except ValueError as exc:
         raise UserError(f"training options: {_one_line(exc)}") from None
