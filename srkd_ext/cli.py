@@ -147,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=_positive_int, default=None, metavar="N",
                    help="override the number of epochs of every model")
     p.add_argument("--set", dest="set_options", action="append", default=[], metavar="KEY.PATH=VALUE",
-                   help="override any configuration value, e.g. --set kd.alpha=0.3 --set teachers.0.hparams.d_model=32")
+                   help="override any configuration value, e.g. --set kd.alpha=0.3 --set teachers.0.hparams.hidden_dim=32")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     p.set_defaults(handler="run")
 

@@ -15,8 +15,9 @@ teachers:
   - {name: t-sasrec, arch: sasrec, hparams: {hidden_dim: 16, num_layers: 1, num_heads: 1, dropout: 0.0}}
   - {name: t-sasrec-small, arch: sasrec, hparams: {hidden_dim: 8, num_layers: 1, num_heads: 1, dropout: 0.0}}
   - {name: t-gru, arch: gru4rec, hparams: {hidden_dim: 16, dropout: 0.0}}
-student: {arch: sasrec, hparams: {hidden_dim: 4, num_layers: 1, num_heads: 1, dropout: 0.0}}
-srcd: {arch: srcd, hparams: {hidden_dim: 4, num_heads: 1, dropout: 0.0}}
+# Mappings merge with the preset's, so the students' own epochs are set here too.
+student: {arch: sasrec, hparams: {hidden_dim: 4, num_layers: 1, num_heads: 1, dropout: 0.0}, train: {epochs: 2, patience: 2}}
+srcd: {arch: srcd, hparams: {hidden_dim: 4, num_heads: 1, dropout: 0.0}, train: {epochs: 2, patience: 2}}
 """
 
 MODEL_NAMES = ["t-sasrec", "t-sasrec-small", "t-gru", "student", "student-kd", "student-srms", "srcd-srms", "srcd"]
