@@ -104,7 +104,7 @@ def test_offline_with_nothing_cached(tmp_path, calls):
     message = str(info.value)
     assert "\n" not in message
     assert "Name or service not known" in message and "No matching distribution" in message
-    assert "load_dataset('/path/to/ml-100k.inter')" in message and "--data /path/to/ml-100k.inter" in message
+    assert "load_dataset('/path/to/ml-100k.inter')" in message and "--dataset /path/to/ml-100k.inter" in message
 
 
 def test_corrupt_cache_is_fetched_again(tmp_path, monkeypatch, calls, fake_spec):

@@ -174,6 +174,6 @@ def fetch_builtin(name: str, cache_dir: str | os.PathLike | None = None) -> Path
     raise DatasetUnavailableError(
         f"could not fetch built-in dataset {name!r} and it is not cached in {path.parent} "
         f"({'; '.join(failures)}). Pass a local copy by path instead, e.g. "
-        f"load_dataset('/path/to/{spec.filename}') or `--data /path/to/{spec.filename}`, "
+        f"load_dataset('/path/to/{spec.filename}') or `--dataset /path/to/{spec.filename}`, "
         f"or put the file at {path}"
     )
