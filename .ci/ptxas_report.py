@@ -24,8 +24,8 @@ def demangle(names):
     try:
         out = subprocess.run(["c++filt"], input="\n".join(names), capture_output=True, text=True,
                              check=True).stdout.splitlines()
-        return dict(zip(names, out))
-    except (OSError, subprocess.CalledProcessError):
+        return dict(zip(names, out, strict=True))
+    except (OSError, subprocess.CalledProcessError, ValueError):
         return {n: n for n in names}
 
 
