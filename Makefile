@@ -14,7 +14,7 @@ TORCH_INDEX_URL ?=
 RUN_ARGS ?=
 TEST_ARGS ?=
 BIN := $(VENV)/bin
-DEPS := numpy pyyaml tqdm matplotlib pytest pytest-benchmark hypothesis expecttest ninja setuptools wheel ruff
+DEPS := numpy pyyaml tqdm matplotlib pytest pytest-benchmark hypothesis expecttest ninja "setuptools>=77" wheel ruff
 
 .PHONY: setup build run test bench lint clean
 

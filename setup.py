@@ -104,7 +104,8 @@ def extension():
     cpp_sources = sorted(glob.glob("csrc/*.cpp") + glob.glob("csrc/cpu/*.cpp"))
     cuda_sources = sorted(glob.glob("csrc/cuda/*.cu") + glob.glob("csrc/cuda/*.cpp"))
     include_dirs = [os.path.join(ROOT, "csrc")]
-    cxx = opt + cpu_flags()
+    # -Wno-unknown-pragmas: torch's CPU vector headers use `#pragma unroll`, which GCC does not know.
+    cxx = opt + cpu_flags() + ["-Wno-unknown-pragmas"]
     if want_cuda():
         os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;9.0")
         log(f"building CUDA kernels for TORCH_CUDA_ARCH_LIST={os.environ['TORCH_CUDA_ARCH_LIST']} "

@@ -140,4 +140,43 @@ inline void reduce_rows(KdOutputs& outputs, Reduction reduction, int64_t n_valid
   rows = total;
 }
 
+// A validated call: its reduction and the kernel parameters. The CPU and CUDA entry points both
+// start here, so the two backends accept and reject exactly the same arguments.
+struct KdCall {
+  Reduction reduction;
+  KdLossParams params;
+};
+
+inline KdCall prepare_dense_call(const at::Tensor& student, at::TensorList teachers, const at::Tensor& target,
+                                 double temperature, int64_t top_k, std::optional<int64_t> gate_rank,
+                                 const std::optional<at::ArrayRef<double>>& teacher_weights, bool confidence,
+                                 double alpha, int64_t ignore_index, c10::string_view reduction) {
+  check_student_and_target(student, target);
+  check_dense_teachers(student, teachers);
+  return {parse_reduction(reduction), make_params(student, teachers.size(), student.size(1), temperature, top_k,
+                                                  gate_rank, teacher_weights, confidence, alpha, ignore_index)};
+}
+
+inline KdCall prepare_cached_call(const at::Tensor& student, const at::Tensor& indices, const at::Tensor& logits,
+                                  const at::Tensor& target, double temperature, int64_t top_k,
+                                  std::optional<int64_t> gate_rank,
+                                  const std::optional<at::ArrayRef<double>>& teacher_weights, bool confidence,
+                                  double alpha, int64_t ignore_index, c10::string_view reduction) {
+  check_student_and_target(student, target);
+  check_cached_teachers(student, indices, logits);
+  const int64_t kc = indices.size(2);
+  // A cache only knows each teacher's top kc items, so it cannot rank the target any deeper.
+  TORCH_CHECK(!gate_rank.has_value() || *gate_rank <= kc, "fused_kd_loss: gate_rank = ", gate_rank.value_or(0),
+              " exceeds the cache size k = ", kc);
+  return {parse_reduction(reduction), make_params(student, indices.size(0), kc, temperature, top_k, gate_rank,
+                                                  teacher_weights, confidence, alpha, ignore_index)};
+}
+
+inline std::vector<at::Tensor> contiguous_teachers(at::TensorList teachers) {
+  std::vector<at::Tensor> out;
+  out.reserve(teachers.size());
+  for (const auto& z : teachers) out.push_back(z.contiguous());
+  return out;
+}
+
 }  // namespace srkd::kd

@@ -538,16 +538,14 @@ KdOutputs fused_kd_loss_dense_cuda(const at::Tensor& student_logits, at::TensorL
                                    std::optional<int64_t> gate_rank,
                                    std::optional<at::ArrayRef<double>> teacher_weights, bool confidence_weights,
                                    double alpha, int64_t ignore_index, c10::string_view reduction) {
-  check_student_and_target(student_logits, target);
-  check_dense_teachers(student_logits, teacher_logits);
-  const Reduction red = parse_reduction(reduction);
-  const KdLossParams p = make_params(student_logits, teacher_logits.size(), student_logits.size(1), temperature,
-                                     top_k, gate_rank, teacher_weights, confidence_weights, alpha, ignore_index);
+  const KdCall call = prepare_dense_call(student_logits, teacher_logits, target, temperature, top_k, gate_rank,
+                                         teacher_weights, confidence_weights, alpha, ignore_index, reduction);
+  const Reduction red = call.reduction;
+  const KdLossParams& p = call.params;
   const c10::cuda::CUDAGuard guard(student_logits.device());
   const at::Tensor s = student_logits.contiguous();
   const at::Tensor y = target.contiguous();
-  std::vector<at::Tensor> teachers;
-  for (const auto& z : teacher_logits) teachers.push_back(z.contiguous());
+  const std::vector<at::Tensor> teachers = contiguous_teachers(teacher_logits);
   KdOutputs outputs = allocate_outputs(s, p.num_teachers);
   const at::Tensor n_valid = y.ne(ignore_index).sum();
   const at::Tensor error = at::zeros({2}, y.options().dtype(at::kInt));
@@ -564,14 +562,11 @@ KdOutputs fused_kd_loss_cached_cuda(const at::Tensor& student_logits, const at::
                                     int64_t top_k, std::optional<int64_t> gate_rank,
                                     std::optional<at::ArrayRef<double>> teacher_weights, bool confidence_weights,
                                     double alpha, int64_t ignore_index, c10::string_view reduction) {
-  check_student_and_target(student_logits, target);
-  check_cached_teachers(student_logits, teacher_indices, teacher_logits);
-  const Reduction red = parse_reduction(reduction);
-  const int64_t kc = teacher_indices.size(2);
-  TORCH_CHECK(!gate_rank.has_value() || *gate_rank <= kc, "fused_kd_loss: gate_rank = ", gate_rank.value_or(0),
-              " exceeds the cache size k = ", kc);
-  const KdLossParams p = make_params(student_logits, teacher_indices.size(0), kc, temperature, top_k, gate_rank,
-                                     teacher_weights, confidence_weights, alpha, ignore_index);
+  const KdCall call = prepare_cached_call(student_logits, teacher_indices, teacher_logits, target, temperature,
+                                          top_k, gate_rank, teacher_weights, confidence_weights, alpha,
+                                          ignore_index, reduction);
+  const Reduction red = call.reduction;
+  const KdLossParams& p = call.params;
   const c10::cuda::CUDAGuard guard(student_logits.device());
   const at::Tensor s = student_logits.contiguous();
   const at::Tensor y = target.contiguous();

@@ -36,7 +36,7 @@ def _title_suffix(results: dict) -> str:
 
 
 def plot_accuracy_vs_params(results: dict, path: Path) -> Path:
-    fig, ax = plt.subplots(figsize=(8, 5.5), dpi=120)
+    fig, ax = plt.subplots(figsize=(9, 5.5), dpi=120)
     seen_roles = set()
     labels = []
     for r in results["models"]:
@@ -49,17 +49,25 @@ def plot_accuracy_vs_params(results: dict, path: Path) -> Path:
         seen_roles.add(r["role"])
         ax.scatter(params, ndcg, s=140 if marker == "*" else 70, c=colour, marker=marker, label=label,
                    edgecolors="black", linewidths=0.5, zorder=3)
-        labels.append(ax.annotate(r["name"], (params, ndcg), textcoords="offset points", xytext=(7, 5), fontsize=8))
+        labels.append((ndcg, r["name"], params))
+    # Highest first, so that a label pushed down by _separate_labels stays below its neighbours;
+    # a thin leader line ties every moved name to its point.
+    labels = [
+        ax.annotate(name, (params, ndcg), textcoords="offset points", xytext=(9, 4), fontsize=8,
+                    arrowprops={"arrowstyle": "-", "color": "0.45", "linewidth": 0.6, "shrinkA": 0, "shrinkB": 4})
+        for ndcg, name, params in sorted(labels, key=lambda label: -label[0])
+    ]
     ax.set_xscale("log")
     ax.set_xlabel("parameters (log scale)")
     ax.set_ylabel(f"test {MAIN_METRIC}")
     ax.set_title(f"Accuracy against size: {_title_suffix(results)}")
     ax.grid(True, which="both", alpha=0.3)
     ax.margins(x=0.15, y=0.12)
-    ax.legend(loc="lower right", fontsize=8, title="role", title_fontsize=8)
+    # Outside the axes: inside, it can hide a model's point.
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, title="role", title_fontsize=8)
     fig.tight_layout()
     _separate_labels(fig, labels)
-    fig.savefig(path)
+    fig.savefig(path, bbox_inches="tight")
     plt.close(fig)
     return path
 
