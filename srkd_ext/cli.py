@@ -8,6 +8,7 @@
     srkd evaluate  metrics of a checkpoint on a dataset's validation or test split
     srkd export    a checkpoint to TorchScript / torch.export for Python-free inference
     srkd bench     parameters, size, latency and throughput of checkpoints
+    srkd compare   several runs of one experiment (e.g. seeds): mean and sd of every model's metrics
 
 Error contract: every mistake a user can make ends the command with ONE line on stderr
 (`srkd <command>: error: ...`) and exit status 2, never a traceback; Ctrl-C exits with 130
@@ -204,6 +205,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoints", nargs="+", metavar="CHECKPOINT")
     p.add_argument("--json", default=None, metavar="FILE", help="also write the measurements to FILE")
     p.set_defaults(handler="bench")
+
+    p = sub.add_parser("compare", help="several runs of one experiment (e.g. seeds): mean and sd per model",
+                       description="Read the results.json of several `srkd run` folders of the same dataset "
+                       "and protocol and print a Markdown table of every model's test HR@10, NDCG@10 and "
+                       "MRR@10 (mean ± sample standard deviation) and each run's NDCG@10.")
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="--out folders of `srkd run`")
+    p.add_argument("--markdown", default=None, metavar="FILE", help="also write the table to FILE")
+    p.set_defaults(handler="compare")
     return parser
 
 

@@ -224,3 +224,14 @@ def cmd_bench(args) -> int:
     if args.json:
         write_atomic(Path(args.json), json.dumps(rows, indent=2) + "\n")
     return 0
+
+
+# --- srkd compare --------------------------------------------------------------------------------
+def cmd_compare(args) -> int:
+    from srkd_ext.experiment.compare import comparison_table, load_runs
+
+    table = comparison_table(load_runs(args.runs))
+    print(table)
+    if args.markdown:
+        write_atomic(Path(args.markdown), table + "\n")
+    return 0
