@@ -50,7 +50,7 @@ def test_runs_of_another_dataset_are_refused(tmp_path, capsys):
     assert err.count("\n") == 1 and "another dataset" in err and str(tmp_path / "b") in err
 
 
-@pytest.mark.parametrize("content", [None, "{not json", json.dumps({"models": 3})])
+@pytest.mark.parametrize("content", [None, "{not json", json.dumps({"models": 3}), "[1, 2]"])
 def test_a_folder_without_results_is_one_line_error(tmp_path, capsys, content):
     folder = tmp_path / "run"
     folder.mkdir()

@@ -27,15 +27,17 @@ def load_runs(run_dirs: list[str]) -> list[dict]:
             runs.append(json.loads(path.read_text()))
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise UserError(f"{path}: not a results file ({err})") from None
-    first = runs[0]
-    for run_dir, run in zip(run_dirs[1:], runs[1:]):
-        if run.get("dataset", {}).get("sha256") != first.get("dataset", {}).get("sha256"):
-            raise UserError(f"{run_dir}: another dataset than {run_dirs[0]}; compare runs of one experiment")
-        if run.get("protocol") != first.get("protocol"):
-            raise UserError(f"{run_dir}: another evaluation protocol than {run_dirs[0]}; compare runs of one experiment")
-    for run_dir, run in zip(run_dirs, runs):
-        if not isinstance(run.get("models"), list) or "protocol" not in run or "dataset" not in run:
+    for run_dir, run in zip(run_dirs, runs, strict=True):
+        if not isinstance(run, dict) or not isinstance(run.get("models"), list) or not all(
+            isinstance(run.get(key), dict) for key in ("protocol", "dataset")
+        ):
             raise UserError(f"{Path(run_dir) / 'results.json'}: not a results file of `srkd run`")
+    first = runs[0]
+    for run_dir, run in zip(run_dirs[1:], runs[1:], strict=True):
+        if run["dataset"].get("sha256") != first["dataset"].get("sha256"):
+            raise UserError(f"{run_dir}: another dataset than {run_dirs[0]}; compare runs of one experiment")
+        if run["protocol"] != first["protocol"]:
+            raise UserError(f"{run_dir}: another evaluation protocol than {run_dirs[0]}; compare runs of one experiment")
     return runs
 
 
