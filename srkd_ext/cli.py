@@ -109,7 +109,7 @@ def _add_eval_args(p: argparse.ArgumentParser) -> None:
 
 def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hparam", action="append", default=[], metavar="KEY=VALUE",
-                   help="a model option (e.g. d_model=64, n_layers=2); repeatable")
+                   help="a model option (e.g. hidden_dim=64, num_layers=2, dropout=0.5); repeatable")
     p.add_argument("--max-len", type=_positive_int, default=50, metavar="L",
                    help="the longest history the model reads (default: 50)")
     p.add_argument("--epochs", type=_positive_int, default=30, metavar="N", help="(default: 30)")
