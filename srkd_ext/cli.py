@@ -117,6 +117,9 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=_positive_float, default=1e-3, help="Adam learning rate (default: 1e-3)")
     p.add_argument("--patience", type=_positive_int, default=5, metavar="N",
                    help="stop after N epochs without a better validation NDCG@10 (default: 5)")
+    p.add_argument("--windows", choices=("all", "last"), default="all",
+                   help="all: every target of every sequence once per epoch (default); last: each "
+                   "user's newest --max-len targets only (SASRec's recipe)")
     p.add_argument("--out", required=True, metavar="DIR",
                    help="folder for the checkpoint and the per-epoch log (resumes if it holds a partial run)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

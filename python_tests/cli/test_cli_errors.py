@@ -66,6 +66,7 @@ def test_unknown_format_name(capsys, tmp_path):
         (["distill", "--dataset", "x", "--teacher", "t.pt", "--out", "o", "--alpha", "1.5"], "--alpha"),
         (["distill", "--dataset", "x", "--teacher", "t.pt", "--out", "o", "--top-k", "0"], "--top-k"),
         (["train", "--dataset", "x", "--arch", "bert", "--out", "o"], "--arch"),
+        (["train", "--dataset", "x", "--arch", "sasrec", "--windows", "some", "--out", "o"], "--windows"),
         (["evaluate", "--dataset", "x"], "--checkpoint"),
         (["frobnicate"], "frobnicate"),
         ([], "COMMAND"),

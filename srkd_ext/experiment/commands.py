@@ -103,7 +103,8 @@ def _train_common(args, teachers=None, kd=None, kd_record=None) -> int:
         raise UserError(f"--out: {out} is a file, not a folder")
     model = steps.build(args.arch, split.num_items, args.max_len, _parse_hparams(args.hparam), "--hparam")
     seed = 0 if args.seed is None else args.seed
-    options = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "patience": args.patience}
+    options = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "patience": args.patience,
+               "windows": args.windows}
     tcfg = steps.train_config(options, max_len=args.max_len, seed=seed, device=args.device, mask_seen=False)
     print(ds, file=sys.stderr)
     if args.no_progress:
@@ -118,7 +119,7 @@ def _train_common(args, teachers=None, kd=None, kd_record=None) -> int:
     metrics = {
         "checkpoint": str(out / "best.pt"), "dataset": ds.summary(), "arch": args.arch, "model": model.config,
         "kd": kd_record, "best_epoch": result.best_epoch, "epochs_run": len(result.history),
-        "train_seconds": result.seconds, "valid": steps.metrics_only(result.best_valid),
+        "train_seconds": result.seconds, "windows": args.windows, "valid": steps.metrics_only(result.best_valid),
         "test": steps.metrics_only(test), "protocol": {"ranking": "full", "mask_seen": False},
         "params": model.num_parameters(),
     }
