@@ -29,8 +29,12 @@ $(VENV)/.installed:
 setup: $(VENV)/.installed
 
 # Incremental: ninja keeps object files in build/, so only changed kernels recompile.
+# The compiler's lines go to build/build.log (shown only if the build fails), so the report
+# of `make run` is not buried under them.
 build: setup
-	$(BIN)/python setup.py -q build_ext --inplace
+	@mkdir -p build
+	@echo "building the srkd_ext kernels (a few minutes on 2 cores the first time; log: build/build.log)"
+	@$(BIN)/python setup.py -q build_ext --inplace > build/build.log 2>&1 || { cat build/build.log; exit 1; }
 	$(BIN)/python -c "import srkd_ext; assert srkd_ext.kernels_available(); print('srkd_ext kernels built (CUDA:', srkd_ext.cuda_kernels_available(), ')')"
 
 run: build
