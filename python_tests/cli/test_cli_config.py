@@ -89,6 +89,14 @@ def test_invalid_values_name_the_key(set_option, message):
     assert "\n" not in str(info.value)
 
 
+def test_more_teachers_than_the_kernels_mix_are_refused_before_training(tmp_path):
+    f = tmp_path / "many.yaml"
+    lines = [f"  - {{name: t{i}, arch: gru4rec, hparams: {{hidden_dim: 8}}}}" for i in range(33)]
+    f.write_text("teachers:\n" + "\n".join(lines) + "\n")
+    with pytest.raises(UserError, match="teachers must be at most 32 models, got '33 models'"):
+        resolve_config(config_file=f)
+
+
 def test_config_file_errors_name_the_file(tmp_path):
     with pytest.raises(UserError, match="--config: file not found"):
         resolve_config(config_file=tmp_path / "missing.yaml")

@@ -71,8 +71,10 @@ def test_cache_holds_each_teachers_top_k_at_every_training_position(split, teach
 
 
 @pytest.mark.shared_data
-def test_cached_and_on_the_fly_teachers_give_the_same_loss(split, teachers, tmp_path):
-    kd = KDConfig(temperature=2.0, top_k=8, gate_rank=8, alpha=0.3)
+# A gate beyond top_k (the Beauty experiment's top 100 gated at rank 200) needs a cache of gate_rank items.
+@pytest.mark.parametrize("top_k,gate_rank", [(8, 8), (4, 20)])
+def test_cached_and_on_the_fly_teachers_give_the_same_loss(split, teachers, tmp_path, top_k, gate_rank):
+    kd = KDConfig(temperature=2.0, top_k=top_k, gate_rank=gate_rank, alpha=0.3)
     common = {"train": split.train, "num_items": split.num_items, "max_len": MAX_LEN, "batch_size": 64, "device": "cpu", "progress": False}
     on_the_fly = make_distillation_objective(teachers, kd, **common)
     cached = make_distillation_objective(teachers, KDConfig(**{**kd.to_dict(), "cache_dir": str(tmp_path / "c")}), **common)

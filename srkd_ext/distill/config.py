@@ -18,11 +18,12 @@ class KDConfig:
     teacher_weights: None (uniform), a list of T static weights, or "confidence" (each teacher's
         probability of the true next item).
     alpha: weight of the ground-truth cross-entropy; 1 - alpha weighs the KD term.
-    cache_dir: None runs the teachers on every batch; a directory stores their top_k items and
+    cache_dir: None runs the teachers on every batch; a directory stores their top items and
         logits for every training position once (memory-mapped), reused while the teachers'
-        checksums and the data match. Needs top_k. With a cache the teachers' full distributions
-        are no longer available, so (as fused_kd_loss documents for TeacherTopK) gate_rank must be
-        <= top_k and "confidence" weights are computed over the cached items only.
+        checksums and the data match. Needs top_k. The cache holds max(top_k, gate_rank) items per
+        teacher (cache_k): the gate needs the rank of the true item up to gate_rank, which a
+        cache of only top_k items cannot tell. "confidence" weights are computed over the cached
+        items only, since the teachers' full distributions are no longer available.
     """
 
     temperature: float = 2.0
@@ -56,6 +57,13 @@ class KDConfig:
             self.cache_dir = str(self.cache_dir)
             if self.top_k is None:
                 raise ValueError("KDConfig.cache_dir needs KDConfig.top_k: a cache stores each teacher's top-k items")
+
+    @property
+    def cache_k(self) -> int | None:
+        """Items per teacher and position a TeacherTopK cache must hold for these options."""
+        if self.top_k is None:
+            return None
+        return max(self.top_k, self.gate_rank or 0)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -118,7 +118,7 @@ def make_distillation_objective(
         source = OnTheFlyTeachers(teachers, device)
     else:
         source = CachedTeachers.open_or_build(
-            kd.cache_dir, teachers, checksums, train=train, num_items=num_items, max_len=max_len, top_k=kd.top_k,
+            kd.cache_dir, teachers, checksums, train=train, num_items=num_items, max_len=max_len, top_k=kd.cache_k,
             batch_size=batch_size, device=device, progress=progress,
         )
     return DistillationObjective(source, kd, checksums, device)

@@ -312,6 +312,8 @@ def validate_config(cfg: dict) -> None:
     teachers = cfg.get("teachers")
     _require(isinstance(teachers, list) and len(teachers) >= 1, "teachers", "a non-empty list of models",
              teachers)
+    # The fused KD kernels mix at most 32 teachers (kMaxTeachers); say so before any training.
+    _require(len(teachers) <= 32, "teachers", "at most 32 models", f"{len(teachers)} models")
     names = set()
     for i, t in enumerate(teachers):
         _check_model(t, f"teachers.{i}", ("sasrec", "gru4rec", "caser", "srcd"))
