@@ -232,11 +232,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     _one_line_warnings()
     prog = f"srkd {args.command}"
+    # A teacher cache left by other teachers (e.g. one retrained after its folder was deleted) is
+    # something the user resolves by deleting it; the message names the folder.
+    from srkd_ext.distill.teacher_cache import StaleTeacherCacheError
+
     try:
         from srkd_ext.experiment import commands
 
         return getattr(commands, f"cmd_{args.handler}")(args)
-    except UserError as err:
+    except (UserError, StaleTeacherCacheError) as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:

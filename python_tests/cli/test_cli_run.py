@@ -126,6 +126,21 @@ def test_changed_dataset_file_is_refused(tiny_run, tmp_path):
     assert code == 2 and "different version" in stderr
 
 
+def test_stale_teacher_cache_is_one_line_naming_the_folder(tiny_run, tmp_path):
+    # As after a teacher was retrained: the experiment's cache no longer matches its teachers.
+    out = tmp_path / "out"
+    shutil.copytree(tiny_run["out"], out)
+    meta_path = out / "teacher_cache" / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    meta["teachers"][0] = "0" * 64
+    meta_path.write_text(json.dumps(meta))
+    shutil.rmtree(out / "models" / "student-srms")
+    code, _, stderr = run_captured("run", "--config", tiny_run["cfg"], "--dataset", tiny_run["data"], "--out", out)
+    assert code == 2, stderr
+    assert len(stderr.strip().splitlines()) == 1
+    assert "teacher_cache is stale" in stderr and "delete the directory" in stderr
+
+
 def test_ctrl_c_keeps_finished_models_writes_partial_report_and_rerun_resumes(tiny_run, tmp_path, monkeypatch):
     out = tmp_path / "out"
     shutil.copytree(tiny_run["out"], out)

@@ -120,7 +120,8 @@ class TeacherTopKCache:
                 )
         if int(meta["top_k"]) < top_k:
             raise StaleTeacherCacheError(
-                f"teacher cache {path} holds the top {meta['top_k']} items, fewer than top_k={top_k}"
+                f"teacher cache {path} holds the top {meta['top_k']} items per teacher, fewer than the {top_k} "
+                "these options need (delete the directory or choose another KDConfig.cache_dir)"
             )
         indices = np.load(path / "indices.npy", mmap_mode="r")
         logits = np.load(path / "logits.npy", mmap_mode="r")
