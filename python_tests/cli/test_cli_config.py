@@ -89,6 +89,18 @@ def test_invalid_values_name_the_key(set_option, message):
     assert "\n" not in str(info.value)
 
 
+def test_fingerprint_names_the_dataset_file_not_its_spelling(tmp_path, monkeypatch):
+    (tmp_path / "t").mkdir()
+    (tmp_path / "t" / "x.txt").write_text("1 2 3\n")
+    monkeypatch.chdir(tmp_path)
+    spellings = ["t/x.txt", "./t/x.txt", str(tmp_path / "t" / "x.txt")]
+    prints = {fingerprint(resolve_config(flags={"dataset.source": s})) for s in spellings}
+    monkeypatch.chdir(tmp_path / "t")
+    prints.add(fingerprint(resolve_config(flags={"dataset.source": "x.txt"})))
+    assert len(prints) == 1
+    assert fingerprint(resolve_config(flags={"dataset.source": "ml-100k"})) not in prints
+
+
 def test_more_teachers_than_the_kernels_mix_are_refused_before_training(tmp_path):
     f = tmp_path / "many.yaml"
     lines = [f"  - {{name: t{i}, arch: gru4rec, hparams: {{hidden_dim: 8}}}}" for i in range(33)]

@@ -130,6 +130,24 @@ def test_checkpoint_errors(capsys, tmp_path):
     assert_one_line_error(code, err, "without best.pt")
 
 
+def test_output_files_are_checked_before_any_work(capsys, tmp_path):
+    data = write_tiny_dataset(tmp_path / "tiny.txt")
+    folder = tmp_path / "adir"
+    folder.mkdir()
+    missing = tmp_path / "nodir" / "out.json"
+    cases = [
+        (["evaluate", "--dataset", str(data), "--checkpoint", "none.pt", "--json", str(folder)], "--json", "is a folder"),
+        (["evaluate", "--dataset", str(data), "--checkpoint", "none.pt", "--json", str(missing)], "--json", "does not exist"),
+        (["bench", "none.pt", "--json", str(folder)], "--json", "is a folder"),
+        (["compare", "a", "b", "--markdown", str(folder)], "--markdown", "is a folder"),
+        (["export", "--checkpoint", "none.pt", "--out", str(folder)], "--out", "is a folder"),
+    ]
+    for argv, flag, fragment in cases:
+        code, _, err = run_cli(capsys, *argv)
+        assert_one_line_error(code, err, flag, fragment)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["adir", "tiny.txt"]  # no stray .tmp files
+
+
 def test_python_m_entry_point_reports_errors_without_traceback(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "srkd_ext", "data", str(tmp_path / "missing.txt")],

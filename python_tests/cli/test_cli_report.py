@@ -34,6 +34,14 @@ def test_report_md_has_table_protocol_and_every_model():
     assert "8.0x" in md and "96.0%" in md
 
 
+def test_report_without_plots_does_not_link_them(tmp_path):
+    results = build_results(synthetic_meta(), synthetic_records(), partial=False, expected_models=ALL)
+    written = write_report(tmp_path, results, make_plots=False)
+    md = (tmp_path / "report.md").read_text()
+    assert ".png" not in md and "## Plots" not in md and "## Setup" in md
+    assert not list(tmp_path.glob("*.png")) and len(written) == 2
+
+
 def test_partial_report_says_it_is_partial_and_lists_missing_models():
     records = synthetic_records()[:4]
     results = build_results(synthetic_meta(), records, partial=True, expected_models=ALL)

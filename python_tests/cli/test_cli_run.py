@@ -233,6 +233,22 @@ def test_subcommands_work_on_each_others_files(tiny_run, tmp_path):
     assert rows[0]["params"] < rows[1]["params"]
 
 
+def test_same_seed_gives_the_same_model_from_a_fresh_process_state(tiny_run, tmp_path):
+    # The trainer seeds only training; the initial weights must come from --seed as well, or the
+    # first model of every run starts from whatever the global RNG holds.
+    import torch
+
+    logs = []
+    for i in range(2):
+        torch.manual_seed(1000 + i)  # a different global RNG state before each command
+        code, _, stderr = run_captured("train", "--dataset", tiny_run["data"], "--arch", "sasrec", "--hparam",
+                                       "hidden_dim=8", "--hparam", "num_heads=1", "--max-len", 8, "--epochs", 1,
+                                       "--batch-size", 16, "--seed", 3, "--out", tmp_path / f"m{i}", "--no-progress")
+        assert code == 0, stderr
+        logs.append(json.loads((tmp_path / f"m{i}" / "train_log.jsonl").read_text().splitlines()[0]))
+    assert logs[0]["loss"] == logs[1]["loss"] and logs[0]["valid"] == logs[1]["valid"]
+
+
 def test_checkpoint_from_another_catalogue_is_refused(tiny_run, tmp_path):
     other = write_tiny_dataset(tmp_path / "other.txt", items=20)
     code, _, stderr = run_captured("evaluate", "--dataset", other, "--checkpoint",

@@ -101,8 +101,8 @@ def _train_common(args, teachers=None, kd=None, kd_record=None) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out: {out} is a file, not a folder")
-    model = steps.build(args.arch, split.num_items, args.max_len, _parse_hparams(args.hparam), "--hparam")
     seed = 0 if args.seed is None else args.seed
+    model = steps.build(args.arch, split.num_items, args.max_len, _parse_hparams(args.hparam), "--hparam", seed)
     options = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "patience": args.patience,
                "windows": args.windows}
     tcfg = steps.train_config(options, max_len=args.max_len, seed=seed, device=args.device, mask_seen=False)
@@ -162,6 +162,7 @@ def cmd_distill(args) -> int:
 # --- srkd evaluate -------------------------------------------------------------------------------
 def cmd_evaluate(args) -> int:
     steps.check_device(args.device)
+    json_out = _output_file(args.json, "--json", "eval.json")
     model = steps.load_checkpoint(args.checkpoint)
     ds = steps.open_dataset(*_dataset_args(args))
     from srkd_ext.data import leave_one_out_split
@@ -186,22 +187,31 @@ def cmd_evaluate(args) -> int:
     print(f"{args.checkpoint} on {ds.name} {args.split} ({result.get('users', '?'):,} users, {ranking}, {seen}):")
     for k in (5, 10, 20):
         print(f"  @{k:<3} HR {metrics[f'HR@{k}']:.4f}  NDCG {metrics[f'NDCG@{k}']:.4f}  MRR {metrics[f'MRR@{k}']:.4f}")
-    if args.json:
-        write_atomic(Path(args.json), json.dumps(record, indent=2, default=str) + "\n")
+    if json_out:
+        write_atomic(json_out, json.dumps(record, indent=2, default=str) + "\n")
         print(f"written: {args.json}")
     return 0
+
+
+def _output_file(value, flag: str, example: str) -> Path | None:
+    """The file an option names for writing, checked before any work: not a folder, in a folder
+    that exists (write_atomic would otherwise fail with a traceback after the work is done)."""
+    if value is None:
+        return None
+    out = Path(value)
+    if out.is_dir():
+        raise UserError(f"{flag}: {out} is a folder; give the file to write (e.g. {out / example})")
+    if not out.parent.exists():
+        raise UserError(f"{flag}: folder {out.parent} does not exist")
+    return out
 
 
 # --- srkd export ---------------------------------------------------------------------------------
 def cmd_export(args) -> int:
     from srkd_ext.models import export_model
 
+    out = _output_file(args.out, "--out", "model.pt2")
     model = steps.load_checkpoint(args.checkpoint)
-    out = Path(args.out)
-    if out.is_dir():
-        raise UserError(f"--out: {out} is a folder; give the file to write (e.g. {out / 'model.pt2'})")
-    if not out.parent.exists():
-        raise UserError(f"--out: folder {out.parent} does not exist")
     path = export_model(model, out)
     print(f"exported {model.config['arch']} ({model.num_parameters():,} params) to {path}: input_ids [B, "
           f"{model.max_len}] int64, left-padded with 0 -> logits [B, {model.num_items + 1}]; load with "
@@ -211,6 +221,7 @@ def cmd_export(args) -> int:
 
 # --- srkd bench ----------------------------------------------------------------------------------
 def cmd_bench(args) -> int:
+    json_out = _output_file(args.json, "--json", "bench.json")
     rows = []
     for path in args.checkpoints:
         model = steps.load_checkpoint(path, "checkpoint")
@@ -222,8 +233,8 @@ def cmd_bench(args) -> int:
         print(f"{r['checkpoint'][-40:]:<40} {r['arch']:<8} {r['params']:>10,} {r['size_mb']:>8.3f} "
               f"{r['latency_ms_batch1']:>11.2f} {r['throughput_batch256']:>12,.0f}")
     print("CPU, median of 20 calls on full-length random histories; scores over the whole catalogue.")
-    if args.json:
-        write_atomic(Path(args.json), json.dumps(rows, indent=2) + "\n")
+    if json_out:
+        write_atomic(json_out, json.dumps(rows, indent=2) + "\n")
     return 0
 
 
@@ -231,8 +242,9 @@ def cmd_bench(args) -> int:
 def cmd_compare(args) -> int:
     from srkd_ext.experiment.compare import comparison_table, load_runs
 
+    markdown_out = _output_file(args.markdown, "--markdown", "compare.md")
     table = comparison_table(load_runs(args.runs))
     print(table)
-    if args.markdown:
-        write_atomic(Path(args.markdown), table + "\n")
+    if markdown_out:
+        write_atomic(markdown_out, table + "\n")
     return 0

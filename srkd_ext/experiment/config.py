@@ -334,6 +334,11 @@ def validate_config(cfg: dict) -> None:
 def fingerprint(cfg: dict) -> str:
     """sha256 (hex, 16 chars) of everything in the configuration that changes the results."""
     relevant = {k: v for k, v in cfg.items() if k not in NOT_FINGERPRINTED}
+    source = relevant.get("dataset", {}).get("source")
+    if isinstance(source, str) and Path(source).expanduser().exists():
+        # The file, not how it was typed: `t/x.txt`, `./t/x.txt` and `x.txt` from inside t/ are one
+        # experiment (an existing path wins over a built-in name, as in the data layer).
+        relevant["dataset"] = {**relevant["dataset"], "source": str(Path(source).expanduser().resolve())}
     text = json.dumps(relevant, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 

@@ -171,8 +171,8 @@ class Experiment:
                   f"({results['cpu_seconds']:.0f} CPU seconds)")
         self.echo("")
         self.echo(console_table(results))
-        self.echo(f"report: {self.dir.root / 'report.md'}  (results.json, accuracy_vs_params.png, "
-                  "validation_ndcg.png beside it)")
+        beside = "results.json, accuracy_vs_params.png, validation_ndcg.png" if self.make_plots else "results.json"
+        self.echo(f"report: {self.dir.root / 'report.md'}  ({beside} beside it)")
         return 0
 
     def _meta(self, ds, split) -> dict:
@@ -227,7 +227,7 @@ class Experiment:
     def _train_and_measure(self, plan: ModelPlan, split) -> dict:
         cfg = self.cfg
         device = cfg["device"]
-        model = steps.build(plan.arch, split.num_items, cfg["max_len"], plan.hparams, plan.where)
+        model = steps.build(plan.arch, split.num_items, cfg["max_len"], plan.hparams, plan.where, cfg["seed"])
         tcfg = steps.train_config(plan.train, max_len=cfg["max_len"], seed=cfg["seed"], device=device,
                                   mask_seen=cfg["evaluation"]["mask_seen"])
         teachers, kd, kd_record = None, None, None

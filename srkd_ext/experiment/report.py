@@ -98,7 +98,8 @@ def console_table(results: dict) -> str:
     return out
 
 
-def render_report_md(results: dict) -> str:
+def render_report_md(results: dict, with_plots: bool = True) -> str:
+    """report.md; with_plots=False (`srkd run --no-plots`) leaves out the links to the PNGs."""
     ds = results["dataset"]
     lines = [f"# srkd experiment on {ds['name']}", ""]
     if results["partial"]:
@@ -139,14 +140,17 @@ def render_report_md(results: dict) -> str:
             how = (f"distilled from {', '.join(kd['teachers'])} ({sel}{gate}, weights {kd.get('weights', 'uniform')}, "
                    f"temperature {kd['temperature']}, alpha {kd['alpha']})")
         lines.append(f"- **{r['name']}** ({r['arch']}, {_hparams_text(r.get('hparams', {}))}): {how}.")
+    lines.append("")
+    if with_plots:
+        lines += [
+            "## Plots",
+            "",
+            "![accuracy against parameters](accuracy_vs_params.png)",
+            "",
+            "![validation NDCG@10 per epoch](validation_ndcg.png)",
+            "",
+        ]
     lines += [
-        "",
-        "## Plots",
-        "",
-        "![accuracy against parameters](accuracy_vs_params.png)",
-        "",
-        "![validation NDCG@10 per epoch](validation_ndcg.png)",
-        "",
         "## Setup",
         "",
         f"- dataset: `{ds['source']}` ({ds['users']:,} users, {ds['items']:,} items, "
@@ -172,8 +176,9 @@ def write_report(out_dir: Path, results: dict, make_plots: bool = True) -> list[
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / "results.json", out_dir / "report.md"]
     write_results_json(paths[0], results)
-    write_atomic(paths[1], render_report_md(results))
-    if make_plots and results["models"]:
+    with_plots = make_plots and bool(results["models"])
+    write_atomic(paths[1], render_report_md(results, with_plots))
+    if with_plots:
         from srkd_ext.experiment.plots import plot_accuracy_vs_params, plot_validation_curves
 
         paths.append(plot_accuracy_vs_params(results, out_dir / "accuracy_vs_params.png"))

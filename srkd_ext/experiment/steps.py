@@ -44,10 +44,14 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())
 
 
-def build(arch: str, num_items: int, max_len: int, hparams: dict, where: str):
-    """build_model; an unknown or invalid hyperparameter names the config key it came from."""
+def build(arch: str, num_items: int, max_len: int, hparams: dict, where: str, seed: int):
+    """build_model with its initial weights drawn from `seed` (the trainer seeds only training, so
+    without this a run's first model started from unseeded weights); an unknown or invalid
+    hyperparameter names the config key it came from."""
     from srkd_ext.models import build_model
+    from srkd_ext.train import seed_everything
 
+    seed_everything(seed)
     try:
         return build_model(arch, num_items, max_len, **hparams)
     except (TypeError, ValueError) as exc:
