@@ -130,6 +130,13 @@ def test_checkpoint_errors(capsys, tmp_path):
     assert_one_line_error(code, err, "without best.pt")
 
 
+def test_unknown_hparam_lists_the_models_options(capsys, tmp_path):
+    data = write_tiny_dataset(tmp_path / "tiny.txt")
+    code, _, err = run_cli(capsys, "train", "--dataset", str(data), "--arch", "gru4rec", "--hparam", "foo=1",
+                           "--out", str(tmp_path / "m"))
+    assert_one_line_error(code, err, "--hparam:", "unknown option(s) foo", "gru4rec takes hidden_dim")
+
+
 def test_output_files_are_checked_before_any_work(capsys, tmp_path):
     data = write_tiny_dataset(tmp_path / "tiny.txt")
     folder = tmp_path / "adir"

@@ -55,7 +55,8 @@ def build(arch: str, num_items: int, max_len: int, hparams: dict, where: str, se
     try:
         return build_model(arch, num_items, max_len, **hparams)
     except (TypeError, ValueError) as exc:
-        raise UserError(f"{where}.hparams: {_one_line(exc)}") from None
+        key = where if where.startswith("--") else f"{where}.hparams"  # a flag, or a config section
+        raise UserError(f"{key}: {_one_line(exc)}") from None
 
 
 def load_checkpoint(path: str | Path, option: str = "--checkpoint"):

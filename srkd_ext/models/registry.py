@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 from srkd_ext.models.base import SequentialRecommender
 from srkd_ext.models.caser import Caser
 from srkd_ext.models.gru4rec import GRU4Rec
@@ -25,7 +27,12 @@ def build_model(arch: str, num_items: int, max_len: int, **hparams) -> Sequentia
     if arch not in ARCHITECTURES:
         raise ValueError(f"arch must be one of {sorted(ARCHITECTURES)}, got {arch!r}")
     cls = ARCHITECTURES[arch]
+    options = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "num_items", "max_len")]
+    unknown = sorted(set(hparams) - set(options))
+    if unknown:  # say which model refused which names, and what it takes
+        raise TypeError(f"build_model({arch!r}): unknown option(s) {', '.join(unknown)}; "
+                        f"{arch} takes {', '.join(options)}")
     try:
         return cls(num_items=num_items, max_len=max_len, **hparams)
-    except TypeError as exc:  # an unknown hyperparameter name: say which model refused it
+    except TypeError as exc:
         raise TypeError(f"build_model({arch!r}): {exc}") from exc
