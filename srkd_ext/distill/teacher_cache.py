@@ -44,6 +44,9 @@ class StaleTeacherCacheError(ValueError):
     """The cache on disk was built for other teachers, data or settings."""
 
 
+_STALE_REMEDY = "delete the directory or choose another KDConfig.cache_dir"
+
+
 def training_fingerprint(train) -> str:
     """sha256 of the training sequences (CSR offsets and items)."""
     digest = hashlib.sha256()
@@ -116,12 +119,12 @@ class TeacherTopKCache:
                 what = "teachers' checksums" if key == "teachers" else key
                 raise StaleTeacherCacheError(
                     f"teacher cache {path} is stale: its {what} do not match the current run "
-                    f"(delete the directory or choose another KDConfig.cache_dir)"
+                    f"({_STALE_REMEDY})"
                 )
         if int(meta["top_k"]) < top_k:
             raise StaleTeacherCacheError(
                 f"teacher cache {path} holds the top {meta['top_k']} items per teacher, fewer than the {top_k} "
-                "these options need (delete the directory or choose another KDConfig.cache_dir)"
+                f"these options need ({_STALE_REMEDY})"
             )
         indices = np.load(path / "indices.npy", mmap_mode="r")
         logits = np.load(path / "logits.npy", mmap_mode="r")

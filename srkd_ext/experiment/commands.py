@@ -40,6 +40,19 @@ def _print_json(obj) -> None:
     print(json.dumps(obj, indent=2, default=str))
 
 
+def _output_file(value, flag: str, example: str) -> Path | None:
+    """The file an option names for writing, checked before any work: not a folder, in a folder
+    that exists (write_atomic would otherwise fail with a traceback after the work is done)."""
+    if value is None:
+        return None
+    out = Path(value)
+    if out.is_dir():
+        raise UserError(f"{flag}: {out} is a folder; give the file to write (e.g. {out / example})")
+    if not out.parent.exists():
+        raise UserError(f"{flag}: folder {out.parent} does not exist")
+    return out
+
+
 # --- srkd run ------------------------------------------------------------------------------------
 def cmd_run(args) -> int:
     from srkd_ext.experiment.config import resolve_config
@@ -191,19 +204,6 @@ def cmd_evaluate(args) -> int:
         write_atomic(json_out, json.dumps(record, indent=2, default=str) + "\n")
         print(f"written: {args.json}")
     return 0
-
-
-def _output_file(value, flag: str, example: str) -> Path | None:
-    """The file an option names for writing, checked before any work: not a folder, in a folder
-    that exists (write_atomic would otherwise fail with a traceback after the work is done)."""
-    if value is None:
-        return None
-    out = Path(value)
-    if out.is_dir():
-        raise UserError(f"{flag}: {out} is a folder; give the file to write (e.g. {out / example})")
-    if not out.parent.exists():
-        raise UserError(f"{flag}: folder {out.parent} does not exist")
-    return out
 
 
 # --- srkd export ---------------------------------------------------------------------------------

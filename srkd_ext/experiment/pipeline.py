@@ -227,7 +227,8 @@ class Experiment:
     def _train_and_measure(self, plan: ModelPlan, split) -> dict:
         cfg = self.cfg
         device = cfg["device"]
-        model = steps.build(plan.arch, split.num_items, cfg["max_len"], plan.hparams, plan.where, cfg["seed"])
+        model = steps.build(plan.arch, split.num_items, cfg["max_len"], plan.hparams, f"{plan.where}.hparams",
+                            cfg["seed"])
         tcfg = steps.train_config(plan.train, max_len=cfg["max_len"], seed=cfg["seed"], device=device,
                                   mask_seen=cfg["evaluation"]["mask_seen"])
         teachers, kd, kd_record = None, None, None

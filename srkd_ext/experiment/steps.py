@@ -44,10 +44,10 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())
 
 
-def build(arch: str, num_items: int, max_len: int, hparams: dict, where: str, seed: int):
+def build(arch: str, num_items: int, max_len: int, hparams: dict, key: str, seed: int):
     """build_model with its initial weights drawn from `seed` (the trainer seeds only training, so
     without this a run's first model started from unseeded weights); an unknown or invalid
-    hyperparameter names the config key it came from."""
+    hyperparameter is reported under `key`, the flag or config key the hparams came from."""
     from srkd_ext.models import build_model
     from srkd_ext.train import seed_everything
 
@@ -55,7 +55,6 @@ def build(arch: str, num_items: int, max_len: int, hparams: dict, where: str, se
     try:
         return build_model(arch, num_items, max_len, **hparams)
     except (TypeError, ValueError) as exc:
-        key = where if where.startswith("--") else f"{where}.hparams"  # a flag, or a config section
         raise UserError(f"{key}: {_one_line(exc)}") from None
 
 
